@@ -1,0 +1,1 @@
+"""The consumer worker: moves readings from Kafka into Redis."""

@@ -1,0 +1,142 @@
+"""One managed process: a mirakuru executor with its output going to a log file.
+
+mirakuru starts the process in its own session, waits until the readiness check
+passes (or the process dies, or the timeout expires), and stops the whole process
+group with SIGTERM, then SIGKILL if it does not end in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from mirakuru import Executor
+from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutExpired
+
+logger = logging.getLogger(__name__)
+
+# A JVM ends with 128 + SIGTERM when its shutdown hooks ran to completion.
+JVM_EXIT_ON_SIGTERM = 143
+
+
+class ServiceFailedToStart(RuntimeError):
+    def __init__(self, name: str, reason: str, log_path: Path) -> None:
+        tail = tail_of(log_path)
+        super().__init__(f"{name} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")
+
+
+def tail_of(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+class CheckedExecutor(Executor):  # type: ignore[misc]
+    """An executor whose readiness is a callable; refuses to start over a busy port."""
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        ready: Callable[[], bool],
+        already_running: Callable[[], bool],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(command, **kwargs)
+        self._ready = ready
+        self._already_running = already_running
+
+    def pre_start_check(self) -> bool:
+        return self._already_running()
+
+    def after_start_check(self) -> bool:
+        return self._ready()
+
+
+class ManagedProcess:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        log_path: Path,
+        ready: Callable[[], bool],
+        already_running: Callable[[], bool] = lambda: False,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        start_timeout: float = 60.0,
+        expected_returncode: int | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._command = command
+        self._ready = ready
+        self._already_running = already_running
+        self._env = env or {}
+        self._cwd = cwd
+        self._start_timeout = start_timeout
+        self._expected_returncode = expected_returncode
+        self._executor: CheckedExecutor | None = None
+        self._log: IO[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        if self._executor is None or self._executor.process is None:
+            return None
+        pid: int = self._executor.process.pid
+        return pid
+
+    def running(self) -> bool:
+        return self._executor is not None and bool(self._executor.running())
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("a", buffering=1)
+        self._executor = CheckedExecutor(
+            self._command,
+            ready=self._ready,
+            already_running=self._already_running,
+            envvars=self._env,
+            cwd=str(self._cwd) if self._cwd else None,
+            timeout=self._start_timeout,
+            sleep=0.2,
+            stdin=None,
+            stdout=self._log,
+            stderr=self._log,
+            expected_returncode=self._expected_returncode,
+        )
+        logger.info("starting %s (log: %s)", self.name, self.log_path)
+        try:
+            self._executor.start()
+        except AlreadyRunning as exc:
+            self._close_log()
+            raise ServiceFailedToStart(self.name, "its port is already in use", self.log_path) from exc
+        except (ProcessExitedWithError, TimeoutExpired) as exc:
+            self._close_log()
+            raise ServiceFailedToStart(self.name, str(exc), self.log_path) from exc
+        logger.info("%s is ready (pid %s)", self.name, self.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait for it to end (SIGKILL after the timeout)."""
+        if self._executor is not None:
+            logger.info("stopping %s", self.name)
+            try:
+                self._executor.stop()
+            finally:
+                self._executor = None
+                self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL, for tests of crashes."""
+        if self._executor is not None:
+            self._executor.kill()
+            self._executor = None
+            self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,196 @@
+"""The services of the stack, each a ManagedProcess with its own readiness check."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
+
+HOST = "127.0.0.1"
+
+# Java logging goes to stdout, which the ManagedProcess sends to the service's log.
+_LOG4J_PROPERTIES = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.org.apache.zookeeper=WARN
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+"""
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _java_command(libs: Path, work_dir: Path, heap: str, main_class: str, *args: str) -> list[str]:
+    log4j = work_dir / "log4j.properties"
+    log4j.write_text(_LOG4J_PROPERTIES)
+    return [
+        "java",
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{log4j}",
+        "-cp",
+        f"{libs}/*",
+        main_class,
+        *args,
+    ]
+
+
+def zookeeper(libs: Path, work_dir: Path, port: int) -> ManagedProcess:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = work_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    command = _java_command(
+        libs, work_dir, "256m", "org.apache.zookeeper.server.ZooKeeperServerMain", str(port), str(data_dir)
+    )
+    # No admin web server: it would take port 8080 (Kowl's) on every start.
+    command.insert(1, "-Dzookeeper.admin.enableServer=false")
+    return ManagedProcess(
+        "zookeeper",
+        command,
+        log_path=work_dir / "zookeeper.log",
+        ready=lambda: port_open(port),
+        already_running=lambda: port_open(port),
+        expected_returncode=JVM_EXIT_ON_SIGTERM,
+    )
+
+
+def kafka_server_properties(*, port: int, zookeeper_port: int, log_dir: Path) -> str:
+    return f"""\
+broker.id=0
+listeners=PLAINTEXT://{HOST}:{port}
+advertised.listeners=PLAINTEXT://{HOST}:{port}
+zookeeper.connect={HOST}:{zookeeper_port}
+zookeeper.connection.timeout.ms=18000
+log.dirs={log_dir}
+# Topics are created on purpose, never by a typo in a client.
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# A single broker: let a new consumer group start at once.
+group.initial.rebalance.delay.ms=0
+controlled.shutdown.enable=true
+"""
+
+
+def broker_answers(bootstrap: str) -> bool:
+    """Whether the broker answers a metadata request (the port opens before that)."""
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+def kafka(libs: Path, work_dir: Path, port: int, zookeeper_port: int) -> ManagedProcess:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    properties = work_dir / "server.properties"
+    properties.write_text(
+        kafka_server_properties(port=port, zookeeper_port=zookeeper_port, log_dir=work_dir / "data")
+    )
+    bootstrap = f"{HOST}:{port}"
+    return ManagedProcess(
+        "kafka",
+        _java_command(libs, work_dir, "512m", "kafka.Kafka", str(properties)),
+        log_path=work_dir / "kafka.log",
+        ready=lambda: port_open(port) and broker_answers(bootstrap),
+        already_running=lambda: port_open(port),
+        start_timeout=90.0,
+        expected_returncode=JVM_EXIT_ON_SIGTERM,
+    )
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, replication_factor: int = 1) -> None:
+    """Create a topic and wait until the broker confirms it (an existing one is fine)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)],
+        operation_timeout=30,
+    )
+    try:
+        futures[name].result(timeout=60)
+    except KafkaException as exc:
+        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise
+
+
+def redis(work_dir: Path, port: int, password: str | None = None) -> ManagedProcess:
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        server,
+        "--port", str(port),
+        "--bind", HOST,
+        "--dir", str(work_dir),
+        "--appendonly", "yes",
+        "--save", "",
+        "--daemonize", "no",
+        "--logfile", "",
+    ]  # fmt: skip
+    if password:
+        command += ["--requirepass", password]
+    return ManagedProcess(
+        "redis",
+        command,
+        log_path=work_dir / "redis.log",
+        ready=lambda: port_open(port),
+        already_running=lambda: port_open(port),
+    )
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local URL)
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def producer_api(work_dir: Path, env: dict[str, str], cwd: Path | None = None) -> ManagedProcess:
+    """The API as its own process; ready when /healthz answers."""
+    port = int(env["API_PORT"])
+    return ManagedProcess(
+        "producer-api",
+        [sys.executable, "-m", "producer_api"],
+        log_path=work_dir / "producer-api.log",
+        ready=lambda: _http_ok(f"http://{HOST}:{port}/healthz"),
+        already_running=lambda: port_open(port),
+        env=env,
+        cwd=cwd or work_dir,
+    )
+
+
+def consumer_worker(
+    work_dir: Path, env: dict[str, str], cwd: Path | None = None, name: str = "consumer-worker"
+) -> ManagedProcess:
+    """The worker as its own process; ready when its loop wrote the first heartbeat."""
+    health_file = work_dir / f"{name}.health"
+    health_file.unlink(missing_ok=True)
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "consumer_worker"],
+        log_path=work_dir / f"{name}.log",
+        ready=health_file.exists,
+        env={**env, "WORKER_HEALTH_FILE": str(health_file)},
+        cwd=cwd or work_dir,
+    )

@@ -1,0 +1,1 @@
+"""The producer API: validates memory readings and publishes them to Kafka."""

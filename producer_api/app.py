@@ -1,0 +1,60 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from producer_api.deps import AppState
+from producer_api.errors import install_error_handlers
+from producer_api.publisher import KafkaPublisher
+from producer_api.routes import health, readings
+from producer_api.settings import ProducerSettings
+from producer_api.store import ReadingStore
+from telemetry_common.redis_client import create_async_redis
+
+DESCRIPTION = """
+Machines report their memory readings (the columns of Linux `free`, in KiB). Each
+reading is validated and published to Kafka keyed by the machine id; a consumer
+worker stores the latest reading per machine in Redis, where `GET` reads it.
+"""
+
+
+def create_app(settings: ProducerSettings | None = None) -> FastAPI:
+    """Build the app. Clients are created when the app starts, not here."""
+    app_settings = settings if settings is not None else ProducerSettings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        publisher = KafkaPublisher(
+            KafkaPublisher.producer_config(
+                app_settings.kafka_client_config(),
+                client_id=app_settings.kafka_client_id,
+                delivery_timeout_ms=app_settings.kafka_delivery_timeout_ms,
+                linger_ms=app_settings.kafka_linger_ms,
+            ),
+            delivery_timeout_seconds=app_settings.delivery_timeout_seconds,
+        )
+        redis_client = create_async_redis(app_settings)
+        try:
+            yield {
+                "settings": app_settings,
+                "publisher": publisher,
+                "store": ReadingStore(redis_client),
+            }
+        finally:
+            await publisher.close(app_settings.shutdown_flush_timeout_seconds)
+            await redis_client.aclose()
+
+    app = FastAPI(
+        title="Memory telemetry API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(readings)
+    app.include_router(health)
+    return app

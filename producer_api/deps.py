@@ -1,0 +1,39 @@
+"""Typed dependencies: the clients the lifespan built, handed to the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypedDict
+
+from fastapi import Depends, Request
+
+from producer_api.publisher import KafkaPublisher
+from producer_api.settings import ProducerSettings
+from producer_api.store import ReadingStore
+
+
+class AppState(TypedDict):
+    """What the lifespan yields; Starlette copies it into each request's state."""
+
+    settings: ProducerSettings
+    publisher: KafkaPublisher
+    store: ReadingStore
+
+
+def get_settings(request: Request) -> ProducerSettings:
+    settings: ProducerSettings = request.state.settings
+    return settings
+
+
+def get_publisher(request: Request) -> KafkaPublisher:
+    publisher: KafkaPublisher = request.state.publisher
+    return publisher
+
+
+def get_store(request: Request) -> ReadingStore:
+    store: ReadingStore = request.state.store
+    return store
+
+
+SettingsDep = Annotated[ProducerSettings, Depends(get_settings)]
+PublisherDep = Annotated[KafkaPublisher, Depends(get_publisher)]
+StoreDep = Annotated[ReadingStore, Depends(get_store)]

@@ -1,0 +1,53 @@
+"""Failures of Kafka or Redis become 503 answers with a clear detail and Retry-After."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from producer_api.publisher import DeliveryError
+from telemetry_common.contract import InvalidRecordError
+
+logger = logging.getLogger(__name__)
+
+KAFKA_RETRY_AFTER_SECONDS = 5
+REDIS_RETRY_AFTER_SECONDS = 2
+
+
+def _unavailable(detail: str, retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def _delivery_failed(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("publish to Kafka failed for %s: %s", request.url.path, exc)
+    return _unavailable(
+        f"Kafka did not acknowledge the reading ({exc}); it is not confirmed as stored. "
+        "Retry later.",
+        KAFKA_RETRY_AFTER_SECONDS,
+    )
+
+
+async def _redis_failed(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("Redis call failed for %s: %s", request.url.path, exc)
+    return _unavailable(f"Redis is unavailable ({type(exc).__name__}). Retry later.", REDIS_RETRY_AFTER_SECONDS)
+
+
+async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("damaged data in Redis for %s: %s", request.url.path, exc)
+    return JSONResponse(
+        {"detail": "The stored reading is damaged and cannot be read."},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DeliveryError, _delivery_failed)
+    app.add_exception_handler(RedisError, _redis_failed)
+    app.add_exception_handler(InvalidRecordError, _stored_data_damaged)
