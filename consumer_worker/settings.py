@@ -14,7 +14,6 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     kafka_consumer_group: str = Field(
         "memtel-redis-writer", min_length=1, description="Consumer group of the workers."
     )
-    kafka_client_id: str = Field("memtel-consumer-worker", description="Kafka client.id.")
     kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
     )

@@ -36,7 +36,7 @@ def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
     return {
         **settings.kafka_client_config(),
         "group.id": settings.kafka_consumer_group,
-        "client.id": settings.kafka_client_id,
+        "client.id": "memtel-consumer-worker",
         # Offsets are committed by hand, after the Redis write.
         "enable.auto.commit": False,
         "auto.offset.reset": settings.kafka_auto_offset_reset,
@@ -53,15 +53,14 @@ def _describe(partitions: Sequence[TopicPartition]) -> str:
 class ConsumerWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         self._settings = settings
-        self._consumer = Consumer(
-            {**consumer_config(settings), "error_cb": self._on_client_error}
-        )
+        self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_client_error})
         self._redis = create_sync_redis(settings)
         self._sink = RedisSink(self._redis)
         self._heartbeat = Heartbeat(settings.worker_health_file)
         self._stop = threading.Event()
         self.readings_written = 0
         self.records_skipped = 0
+        self.failed_writes = 0
 
     @property
     def stop_requested(self) -> bool:
@@ -118,7 +117,9 @@ class ConsumerWorker:
         """
         retrying = Retrying(
             retry=retry_if_exception_type(RedisError),
-            wait=wait_exponential(multiplier=0.1, max=self._settings.worker_retry_max_backoff_seconds),
+            wait=wait_exponential(
+                multiplier=0.1, max=self._settings.worker_retry_max_backoff_seconds
+            ),
             stop=lambda _: self._stop.is_set(),
             sleep=self._wait_before_retry,
             before_sleep=self._log_retry,
@@ -141,8 +142,8 @@ class ConsumerWorker:
         self._heartbeat.beat()
         self._stop.wait(seconds)
 
-    @staticmethod
-    def _log_retry(state: RetryCallState) -> None:
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.failed_writes += 1
         outcome = state.outcome.exception() if state.outcome else None
         logger.error(
             "Redis write failed (attempt %d: %s); retrying in %.1fs, offsets not committed",

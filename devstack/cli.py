@@ -16,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 from devstack.jars import ensure_kafka_libs
 from devstack.processes import tail_of
@@ -118,7 +120,17 @@ stop it with `make down`""")
 def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
     """The supervisor: start everything, report readiness, wait for a stop signal."""
     paths = Paths(settings.devstack_dir.resolve())
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    # A handler, not a blocked signal mask: children inherit the mask and would then
+    # ignore the SIGTERM that stops them.
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     stack = LocalStack(_config(settings), paths.work)
     try:
         stack.start_infrastructure()
@@ -129,11 +141,13 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
         return 1
     paths.pid.write_text(f"{os.getpid()}\n")
     paths.state.write_text(
-        json.dumps({p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()}, indent=2)
+        json.dumps(
+            {p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()}, indent=2
+        )
     )
     _report(ready_fd, "ready")
-    received = signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    logger.info("%s: stopping the stack", signal.Signals(received).name)
+    stop.wait()
+    logger.info("%s: stopping the stack", received[0])
     try:
         stack.stop()
     finally:

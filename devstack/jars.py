@@ -57,4 +57,3 @@ def ensure_kafka_libs() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-

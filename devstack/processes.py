@@ -21,10 +21,12 @@ logger = logging.getLogger(__name__)
 JVM_EXIT_ON_SIGTERM = 143
 
 
-class ServiceFailedToStart(RuntimeError):
+class ServiceStartError(RuntimeError):
     def __init__(self, name: str, reason: str, log_path: Path) -> None:
         tail = tail_of(log_path)
-        super().__init__(f"{name} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}")
+        super().__init__(
+            f"{name} failed to start: {reason}\n--- last lines of {log_path} ---\n{tail}"
+        )
 
 
 def tail_of(path: Path, lines: int = 40) -> str:
@@ -34,7 +36,7 @@ def tail_of(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-class CheckedExecutor(Executor):  # type: ignore[misc]
+class CheckedExecutor(Executor):
     """An executor whose readiness is a callable; refuses to start over a busy port."""
 
     def __init__(
@@ -113,10 +115,10 @@ class ManagedProcess:
             self._executor.start()
         except AlreadyRunning as exc:
             self._close_log()
-            raise ServiceFailedToStart(self.name, "its port is already in use", self.log_path) from exc
+            raise ServiceStartError(self.name, "its port is already in use", self.log_path) from exc
         except (ProcessExitedWithError, TimeoutExpired) as exc:
             self._close_log()
-            raise ServiceFailedToStart(self.name, str(exc), self.log_path) from exc
+            raise ServiceStartError(self.name, str(exc), self.log_path) from exc
         logger.info("%s is ready (pid %s)", self.name, self.pid)
 
     def stop(self) -> None:

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
 
@@ -58,7 +59,12 @@ def zookeeper(libs: Path, work_dir: Path, port: int) -> ManagedProcess:
     data_dir = work_dir / "data"
     data_dir.mkdir(exist_ok=True)
     command = _java_command(
-        libs, work_dir, "256m", "org.apache.zookeeper.server.ZooKeeperServerMain", str(port), str(data_dir)
+        libs,
+        work_dir,
+        "256m",
+        "org.apache.zookeeper.server.ZooKeeperServerMain",
+        str(port),
+        str(data_dir),
     )
     # No admin web server: it would take port 8080 (Kowl's) on every start.
     command.insert(1, "-Dzookeeper.admin.enableServer=false")
@@ -161,7 +167,7 @@ def redis(work_dir: Path, port: int, password: str | None = None) -> ManagedProc
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local URL)
-            return 200 <= response.status < 300
+            return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False
 

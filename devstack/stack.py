@@ -26,7 +26,9 @@ class StackConfig:
     redis_password: str | None = None
 
     @classmethod
-    def on_free_ports(cls, topic: str = "memory-readings", topic_partitions: int = 3) -> StackConfig:
+    def on_free_ports(
+        cls, topic: str = "memory-readings", topic_partitions: int = 3
+    ) -> StackConfig:
         return cls(
             zookeeper_port=free_port(),
             kafka_port=free_port(),
@@ -73,15 +75,21 @@ class LocalStack:
 
     def start_infrastructure(self) -> None:
         libs = ensure_kafka_libs()
-        self._start(services.zookeeper(libs, self.work_dir / "zookeeper", self.config.zookeeper_port))
+        self._start(
+            services.zookeeper(libs, self.work_dir / "zookeeper", self.config.zookeeper_port)
+        )
         self._start(
             services.kafka(
                 libs, self.work_dir / "kafka", self.config.kafka_port, self.config.zookeeper_port
             )
         )
-        services.create_topic(self.bootstrap_servers, self.config.topic, self.config.topic_partitions)
+        services.create_topic(
+            self.bootstrap_servers, self.config.topic, self.config.topic_partitions
+        )
         self._start(
-            services.redis(self.work_dir / "redis", self.config.redis_port, self.config.redis_password)
+            services.redis(
+                self.work_dir / "redis", self.config.redis_port, self.config.redis_password
+            )
         )
 
     def start_services(self, cwd: Path | None = None) -> None:
@@ -105,6 +113,12 @@ class LocalStack:
 
     def processes(self) -> list[ManagedProcess]:
         return list(self._started)
+
+    def process(self, name: str) -> ManagedProcess:
+        for process in self._started:
+            if process.name == name:
+                return process
+        raise KeyError(name)
 
     def stop(self) -> None:
         """Stop everything started, newest first; keep going if one stop fails."""

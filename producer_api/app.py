@@ -31,7 +31,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
         publisher = KafkaPublisher(
             KafkaPublisher.producer_config(
                 app_settings.kafka_client_config(),
-                client_id=app_settings.kafka_client_id,
+                client_id="memtel-producer-api",
                 delivery_timeout_ms=app_settings.kafka_delivery_timeout_ms,
                 linger_ms=app_settings.kafka_linger_ms,
             ),

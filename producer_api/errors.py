@@ -36,7 +36,9 @@ async def _delivery_failed(request: Request, exc: Exception) -> JSONResponse:
 
 async def _redis_failed(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("Redis call failed for %s: %s", request.url.path, exc)
-    return _unavailable(f"Redis is unavailable ({type(exc).__name__}). Retry later.", REDIS_RETRY_AFTER_SECONDS)
+    return _unavailable(
+        f"Redis is unavailable ({type(exc).__name__}). Retry later.", REDIS_RETRY_AFTER_SECONDS
+    )
 
 
 async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse:

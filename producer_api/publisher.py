@@ -18,6 +18,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from telemetry_common.contract import KafkaHeaders
+
 logger = logging.getLogger(__name__)
 
 # Extra time on top of librdkafka's own message timeout before a publish gives up on
@@ -104,7 +106,7 @@ class KafkaPublisher:
         return self._fatal_error is None
 
     async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, key: bytes, value: bytes, headers: KafkaHeaders
     ) -> DeliveryReport:
         """Produce one record; return once the broker acknowledged it.
 

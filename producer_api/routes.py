@@ -35,7 +35,10 @@ MachineId = Annotated[
 ]
 
 _KAFKA_POSITION_HEADERS: dict[str, Any] = {
-    PARTITION_HEADER: {"description": "Kafka partition of the record.", "schema": {"type": "integer"}},
+    PARTITION_HEADER: {
+        "description": "Kafka partition of the record.",
+        "schema": {"type": "integer"},
+    },
     OFFSET_HEADER: {"description": "Kafka offset of the record.", "schema": {"type": "integer"}},
 }
 _UNAVAILABLE: dict[str, Any] = {
@@ -120,7 +123,10 @@ async def readiness(
         _redis_answers(store),
     )
     kafka_ok = kafka_ok and publisher.healthy
-    checks = {"kafka": "ok" if kafka_ok else "unavailable", "redis": "ok" if redis_ok else "unavailable"}
+    checks = {
+        "kafka": "ok" if kafka_ok else "unavailable",
+        "redis": "ok" if redis_ok else "unavailable",
+    }
     ready = kafka_ok and redis_ok
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},

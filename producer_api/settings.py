@@ -10,7 +10,6 @@ from telemetry_common.settings import KafkaSettings, RedisSettings
 class ProducerSettings(KafkaSettings, RedisSettings):
     api_host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
     api_port: int = Field(5050, ge=1, le=65535, description="Port of the HTTP server.")
-    kafka_client_id: str = Field("memtel-producer-api", description="Kafka client.id.")
     kafka_delivery_timeout_ms: int = Field(
         5000,
         ge=100,

@@ -12,10 +12,11 @@ class ReadingStore:
         self._client = client
 
     async def latest(self, machine_id: str) -> StoredReading | None:
-        fields: dict[str, str] = await self._client.hgetall(latest_reading_key(machine_id))
-        if not fields:
+        raw = await self._client.hgetall(latest_reading_key(machine_id))
+        if not raw:
             return None
-        return StoredReading.from_redis_hash(machine_id, fields)
+        # The client decodes responses, so keys and values are already str.
+        return StoredReading.from_redis_hash(machine_id, {str(k): str(v) for k, v in raw.items()})
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())

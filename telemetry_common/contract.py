@@ -32,6 +32,8 @@ RECORD_CONTENT_TYPE: Final = "application/json"
 
 REDIS_KEY_NAMESPACE: Final = "memtel:v1"
 
+KafkaHeaders = list[tuple[str, str | bytes | None]]
+
 
 class MemoryReading(BaseModel):
     """One memory reading: the columns of `free`, all in KiB.
@@ -94,13 +96,15 @@ class ReadingRecord(BaseModel):
     reading: MemoryReading
 
 
-def encode_record(machine_id: str, reading: MemoryReading, received_at: datetime) -> tuple[bytes, bytes]:
+def encode_record(
+    machine_id: str, reading: MemoryReading, received_at: datetime
+) -> tuple[bytes, bytes]:
     """Return the (key, value) bytes of the Kafka record for one reading."""
     record = ReadingRecord(machine_id=machine_id, received_at=received_at, reading=reading)
     return machine_id.encode("utf-8"), record.model_dump_json().encode("utf-8")
 
 
-def record_headers() -> list[tuple[str, bytes]]:
+def record_headers() -> KafkaHeaders:
     return [
         ("content-type", RECORD_CONTENT_TYPE.encode()),
         ("schema-version", str(RECORD_SCHEMA_VERSION).encode()),
@@ -211,4 +215,3 @@ class StoredReading(BaseModel):
             )
         except (KeyError, ValueError) as exc:
             raise InvalidRecordError(f"stored reading of {machine_id!r} is damaged: {exc}") from exc
-

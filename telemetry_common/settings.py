@@ -6,6 +6,7 @@ fields the same names, defaults and documentation in both.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -55,6 +56,8 @@ class KafkaSettings(ServiceSettings):
         config: dict[str, Any] = {
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "security.protocol": self.kafka_security_protocol,
+            # librdkafka's own log lines go through Python logging, like everything else.
+            "logger": logging.getLogger("librdkafka"),
         }
         if self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password:
             config["sasl.mechanism"] = self.kafka_sasl_mechanism

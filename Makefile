@@ -1,0 +1,48 @@
+# Everyday targets. `make up` and `make test` install what they need first.
+PYTHON := .venv/bin/python
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap up down status test test-unit test-integration test-e2e lint format typecheck check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+bootstrap: ## install system packages, the virtualenv and the Kafka jars (idempotent)
+	@bash scripts/bootstrap.sh
+
+up: bootstrap ## run the whole system in the background (ZooKeeper, Kafka, Redis, API, worker)
+	@$(PYTHON) -m devstack up
+
+down: ## stop everything `make up` started
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m devstack down; else echo "the stack is not running"; fi
+
+status: ## show what `make up` runs
+	@$(PYTHON) -m devstack status
+
+test: bootstrap ## run every test against real Kafka and Redis
+	$(PYTHON) -m pytest
+
+test-unit: bootstrap ## pure-logic tests only (no services)
+	$(PYTHON) -m pytest -m unit
+
+test-integration: bootstrap ## one component against real Kafka and Redis
+	$(PYTHON) -m pytest -m integration
+
+test-e2e: bootstrap ## the services as processes on the real stack
+	$(PYTHON) -m pytest -m e2e
+
+lint: bootstrap ## ruff lint and format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: bootstrap ## apply ruff's formatting and fixes
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+typecheck: bootstrap ## mypy, strict
+	$(PYTHON) -m mypy
+
+check: lint typecheck test ## everything CI runs
+
+clean: down ## remove the local stack's data and the tool caches
+	rm -rf .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""Fixtures: one real stack (ZooKeeper, Kafka, Redis) per test session, on free ports.
+
+Each test gets a topic and a consumer group of its own, so tests do not see each
+other's records, and no test touches a stack a person runs with `make up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from consumer_worker.settings import WorkerSettings
+from devstack import services
+from devstack.stack import LocalStack, StackConfig
+from producer_api.settings import ProducerSettings
+from tests.helpers import unique
+
+TOPIC_PARTITIONS = 3
+TESTS_ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The folder a test lives in is its tier.
+    for item in items:
+        tier = Path(item.fspath).relative_to(TESTS_ROOT).parts[0]
+        if tier in {"unit", "integration", "e2e"}:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(StackConfig.on_free_ports(), tmp_path_factory.mktemp("stack"))
+    local.start_infrastructure()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def topic(stack: LocalStack) -> str:
+    name = unique("readings")
+    services.create_topic(stack.bootstrap_servers, name, TOPIC_PARTITIONS)
+    return name
+
+
+@pytest.fixture
+def redis_client(stack: LocalStack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def producer_settings(stack: LocalStack, topic: str) -> ProducerSettings:
+    return ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_topic=topic,
+        redis_url=stack.redis_url,
+    )
+
+
+@pytest.fixture
+def worker_settings(stack: LocalStack, topic: str, tmp_path: Path) -> WorkerSettings:
+    return WorkerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_topic=topic,
+        kafka_consumer_group=unique("writers"),
+        redis_url=stack.redis_url,
+        worker_poll_timeout_seconds=0.2,
+        worker_health_file=tmp_path / "worker.health",
+    )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,149 @@
+"""Helpers shared by the tests: waiting for conditions, reading topics, sample data."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
+
+import httpx
+from asgi_lifespan import LifespanManager
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from consumer_worker.settings import WorkerSettings
+from consumer_worker.worker import ConsumerWorker
+from producer_api.app import create_app
+from producer_api.settings import ProducerSettings
+
+T = TypeVar("T")
+
+READING: dict[str, int] = {
+    "total": 16_318_064,
+    "used": 5_204_372,
+    "free": 6_104_220,
+    "shared": 412_908,
+    "buff_cache": 5_009_472,
+    "available": 10_352_120,
+}
+
+
+def reading(**changes: int) -> dict[str, int]:
+    return {**READING, **changes}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Return the first truthy value of `condition()`; fail if none came within `timeout`."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()  # never set: wait() is the pause between checks
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        pause.wait(interval)
+
+
+def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Message]:
+    """Read `count` records from the beginning of `topic` with a real consumer."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("test-reader"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    try:
+
+        def got_all() -> bool:
+            for message in consumer.consume(num_messages=count, timeout=0.5):
+                assert message.error() is None, message.error()
+                messages.append(message)
+            return len(messages) >= count
+
+        wait_until(got_all, timeout, f"{count} records on {topic}")
+    finally:
+        consumer.close()
+    return messages
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Produce raw (key, value) records and wait until all are acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    failures: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _: Message) -> None:
+        if err is not None:
+            failures.append(err)
+
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+    assert producer.flush(30) == 0, "records were not delivered"
+    assert not failures, failures
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset per partition (negative where nothing is committed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in committed}
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("watermarks")})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+@contextmanager
+def running_worker(settings: WorkerSettings) -> Iterator[ConsumerWorker]:
+    """Run a worker on a thread; on exit ask it to stop and wait until it has."""
+    worker = ConsumerWorker(settings)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    thread = threading.Thread(target=run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the worker did not stop"
+        assert not errors, errors
+
+
+@asynccontextmanager
+async def api_client(settings: ProducerSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client bound to the app in-process, with the app's lifespan entered."""
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client

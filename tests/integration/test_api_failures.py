@@ -1,0 +1,92 @@
+"""Kafka or Redis down: a clear 503 with Retry-After, within the configured bound."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.ports import free_port
+from devstack.stack import LocalStack, StackConfig
+from producer_api.settings import ProducerSettings
+from tests.helpers import READING, api_client, unique
+
+pytestmark = pytest.mark.anyio
+
+DELIVERY_TIMEOUT_MS = 2000
+# The bound a client can rely on: the delivery timeout plus the publisher's grace.
+BOUND_SECONDS = DELIVERY_TIMEOUT_MS / 1000 + 1.0
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
+    """A broker of this test's own, so that stopping it disturbs no other test."""
+    local = LocalStack(StackConfig.on_free_ports(topic=unique("readings")), tmp_path)
+    local.start_infrastructure()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def settings_for(stack: LocalStack, **changes: Any) -> ProducerSettings:
+    return ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_topic=stack.config.topic,
+        redis_url=stack.redis_url,
+        kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+        shutdown_flush_timeout_seconds=0.5,
+        **changes,
+    )
+
+
+async def test_post_answers_503_within_the_bound_when_kafka_stops(own_stack: LocalStack) -> None:
+    async with api_client(settings_for(own_stack)) as client:
+        assert (await client.post("/cpu-info/m1", json=READING)).status_code == 200
+
+        own_stack.process("kafka").stop()
+        started = time.monotonic()
+        response = await client.post("/cpu-info/m1", json=READING)
+        elapsed = time.monotonic() - started
+
+        assert response.status_code == 503
+        assert "Kafka did not acknowledge" in response.json()["detail"]
+        assert int(response.headers["Retry-After"]) > 0
+        assert elapsed < BOUND_SECONDS + 1.0, f"took {elapsed:.1f}s"
+
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["kafka"] == "unavailable"
+
+
+async def test_post_answers_503_when_kafka_was_never_reachable() -> None:
+    settings = ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+        shutdown_flush_timeout_seconds=0.5,
+    )
+    async with api_client(settings) as client:
+        started = time.monotonic()
+        response = await client.post("/cpu-info/m1", json=READING)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert elapsed < BOUND_SECONDS + 1.0, f"took {elapsed:.1f}s"
+
+
+async def test_get_answers_503_when_redis_is_down(own_stack: LocalStack) -> None:
+    async with api_client(settings_for(own_stack, redis_timeout_seconds=0.5)) as client:
+        assert (await client.get("/cpu-info/m1")).status_code == 404
+        own_stack.process("redis").stop()
+        response = await client.get("/cpu-info/m1")
+        ready = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "Redis is unavailable" in response.json()["detail"]
+    assert response.headers["Retry-After"]
+    assert ready.json()["checks"]["redis"] == "unavailable"

@@ -1,0 +1,108 @@
+"""The API against the real broker and the real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from consumer_worker.sink import RedisSink
+from devstack.stack import LocalStack
+from producer_api.settings import ProducerSettings
+from telemetry_common.contract import MemoryReading, StoredReading, decode_record, utc_now
+from tests.helpers import READING, api_client, consume_all, reading, unique
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_post_lands_on_the_topic_keyed_by_machine(
+    stack: LocalStack, topic: str, producer_settings: ProducerSettings
+) -> None:
+    machine_id = unique("m")
+    async with api_client(producer_settings) as client:
+        response = await client.post(f"/cpu-info/{machine_id}", json=READING)
+
+    assert response.status_code == 200
+    assert response.json() == {machine_id: READING}
+    (message,) = consume_all(stack.bootstrap_servers, topic, 1)
+    assert message.key() == machine_id.encode()
+    assert dict(message.headers() or [])["content-type"] == b"application/json"
+    record = decode_record(message.key(), message.value())
+    assert record.machine_id == machine_id
+    assert record.reading.model_dump() == READING
+    assert json.loads(message.value() or b"")["reading"] == READING
+    # The answer names where the record went.
+    assert int(response.headers["X-Kafka-Partition"]) == message.partition()
+    assert int(response.headers["X-Kafka-Offset"]) == message.offset()
+
+
+async def test_one_machines_readings_stay_in_order_on_one_partition(
+    stack: LocalStack, topic: str, producer_settings: ProducerSettings
+) -> None:
+    machine_id = unique("m")
+    async with api_client(producer_settings) as client:
+        answers = [
+            await client.post(f"/cpu-info/{machine_id}", json=reading(used=used))
+            for used in range(10)
+        ]
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.headers["X-Kafka-Partition"] for a in answers}) == 1
+    offsets = [int(a.headers["X-Kafka-Offset"]) for a in answers]
+    assert offsets == sorted(offsets)
+
+    messages = consume_all(stack.bootstrap_servers, topic, 10)
+    used_in_order = [decode_record(m.key(), m.value()).reading.used for m in messages]
+    assert used_in_order == list(range(10))
+
+
+async def test_get_answers_the_latest_stored_reading(
+    producer_settings: ProducerSettings, redis_client: redis.Redis
+) -> None:
+    machine_id = unique("m")
+    RedisSink(redis_client).write(
+        [
+            StoredReading(
+                machine_id=machine_id,
+                reading=MemoryReading.model_validate(READING),
+                partition=1,
+                offset=7,
+                timestamp_ms=1,
+                received_at=utc_now(),
+            )
+        ]
+    )
+    async with api_client(producer_settings) as client:
+        response = await client.get(f"/cpu-info/{machine_id}")
+    assert response.status_code == 200
+    assert response.json() == {machine_id: READING}
+    assert response.headers["X-Kafka-Partition"] == "1"
+    assert response.headers["X-Kafka-Offset"] == "7"
+
+
+async def test_get_of_an_unknown_machine_is_404(producer_settings: ProducerSettings) -> None:
+    async with api_client(producer_settings) as client:
+        response = await client.get(f"/cpu-info/{unique('never-seen')}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Data not found"}
+
+
+async def test_ready_when_kafka_knows_the_topic_and_redis_answers(
+    producer_settings: ProducerSettings,
+) -> None:
+    async with api_client(producer_settings) as client:
+        ready = await client.get("/readyz")
+        live = await client.get("/healthz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"kafka": "ok", "redis": "ok"}
+    assert live.json() == {"status": "ok"}
+
+
+async def test_not_ready_when_the_topic_does_not_exist(
+    producer_settings: ProducerSettings,
+) -> None:
+    settings = producer_settings.model_copy(update={"kafka_topic": unique("missing")})
+    async with api_client(settings) as client:
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["kafka"] == "unavailable"
