@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from pathlib import Path
 
 from pydantic_settings import BaseSettings
@@ -34,7 +35,7 @@ def test_every_setting_is_documented_and_nothing_else() -> None:
 
 
 def test_the_example_values_are_valid_settings() -> None:
-    values = {k.lower(): v for k, v in documented().items() if v}
+    values: dict[str, Any] = {k.lower(): v for k, v in documented().items() if v}
     # Building each class from the example's values fails if one of them is invalid.
     for settings_class in (ProducerSettings, WorkerSettings, DevstackSettings):
         fields = settings_class.model_fields
