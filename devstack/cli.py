@@ -67,6 +67,8 @@ def _config(settings: DevstackSettings) -> StackConfig:
         api_port=settings.api_port,
         topic=settings.kafka_topic,
         topic_partitions=settings.kafka_topic_partitions,
+        topic_replication_factor=settings.kafka_topic_replication_factor,
+        dead_letter_topic=settings.kafka_dead_letter_topic,
         consumer_group=settings.kafka_consumer_group,
         redis_password=(
             settings.redis_password.get_secret_value() if settings.redis_password else None

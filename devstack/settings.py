@@ -23,7 +23,13 @@ class DevstackSettings(ServiceSettings):
     api_port: int = Field(5050, ge=1, le=65535, description="Port of the HTTP server.")
     kafka_topic: str = Field("memory-readings", min_length=1)
     kafka_topic_partitions: int = Field(
-        6, ge=1, description="Partitions of the readings topic when it is created."
+        6, ge=1, description="Partitions of the readings topics when they are created."
+    )
+    kafka_topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics when they are created."
+    )
+    kafka_dead_letter_topic: str = Field(
+        "memory-readings.dlq", min_length=1, description="Topic for records the worker cannot use."
     )
     kafka_consumer_group: str = Field("memtel-redis-writer", min_length=1)
     redis_password: SecretStr | None = None

@@ -22,6 +22,8 @@ class StackConfig:
     api_port: int
     topic: str
     topic_partitions: int
+    dead_letter_topic: str | None = None
+    topic_replication_factor: int = 1
     consumer_group: str = "memtel-redis-writer"
     redis_password: str | None = None
 
@@ -60,18 +62,25 @@ class LocalStack:
         return f"http://{services.HOST}:{self.config.api_port}"
 
     def service_env(self) -> dict[str, str]:
-        """The environment the API and the worker need to use this stack."""
+        """The environment both services need to use this stack."""
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KAFKA_TOPIC": self.config.topic,
-            "KAFKA_CONSUMER_GROUP": self.config.consumer_group,
             "REDIS_URL": self.redis_url,
-            "API_HOST": services.HOST,
-            "API_PORT": str(self.config.api_port),
         }
         if self.config.redis_password:
             env["REDIS_PASSWORD"] = self.config.redis_password
         return env
+
+    def api_env(self) -> dict[str, str]:
+        return {
+            **self.service_env(),
+            "API_HOST": services.HOST,
+            "API_PORT": str(self.config.api_port),
+        }
+
+    def worker_env(self) -> dict[str, str]:
+        return {**self.service_env(), "KAFKA_CONSUMER_GROUP": self.config.consumer_group}
 
     def start_infrastructure(self) -> None:
         libs = ensure_kafka_libs()
@@ -83,9 +92,14 @@ class LocalStack:
                 libs, self.work_dir / "kafka", self.config.kafka_port, self.config.zookeeper_port
             )
         )
-        services.create_topic(
-            self.bootstrap_servers, self.config.topic, self.config.topic_partitions
-        )
+        for topic in (self.config.topic, self.config.dead_letter_topic):
+            if topic:
+                services.create_topic(
+                    self.bootstrap_servers,
+                    topic,
+                    self.config.topic_partitions,
+                    self.config.topic_replication_factor,
+                )
         self._start(
             services.redis(
                 self.work_dir / "redis", self.config.redis_port, self.config.redis_password
@@ -100,8 +114,8 @@ class LocalStack:
         """
         apps_dir = self.work_dir / "apps"
         apps_dir.mkdir(parents=True, exist_ok=True)
-        self._start(services.producer_api(apps_dir, self.service_env(), cwd=cwd))
-        self._start(services.consumer_worker(apps_dir, self.service_env(), cwd=cwd))
+        self._start(services.producer_api(apps_dir, self.api_env(), cwd=cwd))
+        self._start(services.consumer_worker(apps_dir, self.worker_env(), cwd=cwd))
 
     def _start(self, process: ManagedProcess) -> None:
         try:

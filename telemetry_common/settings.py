@@ -19,7 +19,10 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 class ServiceSettings(BaseSettings):
     """Read from the environment and from `.env` in the working directory."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty variable counts as unset: Compose passes `${VAR:-}` as an empty string.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     log_level: LogLevel = Field("INFO", description="Log level of the service.")
 

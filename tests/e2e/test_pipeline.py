@@ -31,15 +31,11 @@ class System:
 def system(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[System]:
     api_port = free_port()
     group = unique("writers")
-    env = {
-        **stack.service_env(),
-        "KAFKA_TOPIC": topic,
-        "KAFKA_CONSUMER_GROUP": group,
-        "API_PORT": str(api_port),
-        "WORKER_POLL_TIMEOUT_SECONDS": "0.2",
-    }
-    api = services.producer_api(tmp_path, env)
-    worker = services.consumer_worker(tmp_path, env)
+    overrides = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": group, "API_PORT": str(api_port)}
+    api = services.producer_api(tmp_path, {**stack.api_env(), **overrides})
+    worker = services.consumer_worker(
+        tmp_path, {**stack.worker_env(), **overrides, "WORKER_POLL_TIMEOUT_SECONDS": "0.2"}
+    )
     api.start()
     try:
         worker.start()

@@ -62,3 +62,12 @@ def test_sasl_credentials_reach_the_client() -> None:
 def test_nonsense_worker_settings_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         WorkerSettings(_env_file=None, **bad)
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compose passes `${REDIS_PASSWORD:-}` as an empty string when no password is set.
+    monkeypatch.setenv("REDIS_PASSWORD", "")
+    monkeypatch.setenv("KAFKA_TOPIC", "")
+    settings = WorkerSettings(_env_file=None)
+    assert settings.redis_password is None
+    assert settings.kafka_topic == "memory-readings"
