@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up down status test test-unit test-integration test-e2e lint format typecheck check clean
+.PHONY: help bootstrap up down status test test-unit test-integration test-e2e bench lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ test-integration: bootstrap ## one component against real Kafka and Redis
 
 test-e2e: bootstrap ## the services as processes on the real stack
 	$(PYTHON) -m pytest -m e2e
+
+bench: bootstrap ## load and lag figures of the running system (start it with `make up`)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PYTHON) -m benchmarks.pipeline
 
 lint: bootstrap ## ruff lint and format check
 	$(PYTHON) -m ruff check .

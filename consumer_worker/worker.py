@@ -86,11 +86,7 @@ class ConsumerWorker:
         try:
             while not self._stop.is_set():
                 self._heartbeat.beat()
-                messages = self._consumer.consume(
-                    num_messages=self._settings.worker_batch_size,
-                    timeout=self._settings.worker_poll_timeout_seconds,
-                )
-                records = self._without_errors(messages)
+                records = self._without_errors(self._next_batch())
                 if records:
                     self._process(build_batch(records))
         finally:
@@ -102,6 +98,19 @@ class ConsumerWorker:
             self._consumer.close()
             self._redis.close()
             self._heartbeat.clear()
+
+    def _next_batch(self) -> list[Message]:
+        """Wait for the first record, then take what else is already fetched.
+
+        consume(n, timeout) alone waits until n records arrived or the timeout passed,
+        which would hold every record of a quiet topic for the whole timeout.
+        """
+        first = self._consumer.poll(self._settings.worker_poll_timeout_seconds)
+        if first is None:
+            return []
+        room = self._settings.worker_batch_size - 1
+        more = self._consumer.consume(num_messages=room, timeout=0) if room else []
+        return [first, *more]
 
     def _process(self, batch: Batch) -> None:
         if not self._write(batch):

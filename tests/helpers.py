@@ -38,7 +38,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Return the first truthy value of `condition()`; fail if none came within `timeout`."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()  # never set: wait() is the pause between checks
