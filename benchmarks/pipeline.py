@@ -22,15 +22,10 @@ from pathlib import Path
 
 import httpx
 
+from telemetry_common.contract import EXAMPLE_READING
+
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
-READING = {
-    "total": 16_318_064,
-    "used": 5_204_372,
-    "free": 6_104_220,
-    "shared": 412_908,
-    "buff_cache": 5_009_472,
-    "available": 10_352_120,
-}
+READING = EXAMPLE_READING
 
 
 def describe_machine() -> str:

@@ -103,10 +103,17 @@ async def latest_reading(
     return {machine_id: stored.reading}
 
 
-@health.get("/healthz", summary="Liveness")
-async def liveness() -> dict[str, str]:
-    """The process serves requests."""
-    return {"status": "ok"}
+@health.get(
+    "/healthz",
+    summary="Liveness",
+    responses={503: {"description": "The Kafka producer failed for good: restart the process."}},
+)
+async def liveness(publisher: PublisherDep) -> JSONResponse:
+    """The process serves requests and its Kafka producer is usable (a producer that hit a
+    fatal error stays broken until the process restarts)."""
+    if not publisher.healthy:
+        return JSONResponse({"status": "producer failed"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @health.get(

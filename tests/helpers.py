@@ -17,17 +17,11 @@ from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
 from producer_api.app import create_app
 from producer_api.settings import ProducerSettings
+from telemetry_common.contract import EXAMPLE_READING
 
 T = TypeVar("T")
 
-READING: dict[str, int] = {
-    "total": 16_318_064,
-    "used": 5_204_372,
-    "free": 6_104_220,
-    "shared": 412_908,
-    "buff_cache": 5_009_472,
-    "available": 10_352_120,
-}
+READING: dict[str, int] = dict(EXAMPLE_READING)
 
 
 def reading(**changes: int) -> dict[str, int]:

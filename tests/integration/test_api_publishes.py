@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -9,8 +10,16 @@ import redis
 
 from consumer_worker.sink import RedisSink
 from devstack.stack import LocalStack
+from producer_api.publisher import KafkaPublisher
 from producer_api.settings import ProducerSettings
-from telemetry_common.contract import MemoryReading, StoredReading, decode_record, utc_now
+from telemetry_common.contract import (
+    MemoryReading,
+    StoredReading,
+    decode_record,
+    encode_record,
+    record_headers,
+    utc_now,
+)
 from tests.helpers import READING, api_client, consume_all, reading, unique
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +115,27 @@ async def test_not_ready_when_the_topic_does_not_exist(
         ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["kafka"] == "unavailable"
+
+
+async def test_records_queued_at_shutdown_are_delivered_before_close_returns(
+    stack: LocalStack, topic: str
+) -> None:
+    # A long linger keeps the records in the producer's queue: only the flush in
+    # close() sends them.
+    config = KafkaPublisher.producer_config(
+        {"bootstrap.servers": stack.bootstrap_servers},
+        client_id="shutdown-test",
+        delivery_timeout_ms=20_000,
+        linger_ms=1000,
+    )
+    publisher = KafkaPublisher(config, delivery_timeout_seconds=20)
+    key, value = encode_record(unique("m"), MemoryReading.model_validate(READING), utc_now())
+    in_flight = [
+        asyncio.create_task(publisher.publish(topic, key, value, record_headers()))
+        for _ in range(20)
+    ]
+    await publisher.close(flush_timeout_seconds=20)
+
+    reports = await asyncio.gather(*in_flight)
+    assert len({(r.partition, r.offset) for r in reports}) == 20
+    assert len(consume_all(stack.bootstrap_servers, topic, 20)) == 20
