@@ -41,6 +41,7 @@ def ensure_kafka_libs() -> Path:
                 "mvn",
                 "-q",
                 "-B",
+                "-Dstyle.color=never",
                 "-f",
                 str(_POM),
                 f"-Dkafka.version={KAFKA_VERSION}",
