@@ -10,8 +10,9 @@ import urllib.request
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+
+# NewTopic's documented home is confluent_kafka.admin; its type stubs do not re-export it.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
 
