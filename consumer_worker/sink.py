@@ -31,6 +31,3 @@ class RedisSink:
                 )
             results = pipe.execute()
         return sum(1 for written in results if written == 1)
-
-    def ping(self) -> bool:
-        return bool(self._client.ping())

@@ -131,13 +131,6 @@ class ManagedProcess:
                 self._executor = None
                 self._close_log()
 
-    def kill(self) -> None:
-        """SIGKILL, for tests of crashes."""
-        if self._executor is not None:
-            self._executor.kill()
-            self._executor = None
-            self._close_log()
-
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
