@@ -34,20 +34,14 @@ class DeliveryError(Exception):
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    topic: str
+    """Where the broker wrote the record."""
+
     partition: int
     offset: int
-    timestamp_ms: int
 
 
 def _report_from(message: Message) -> DeliveryReport:
-    _, timestamp_ms = message.timestamp()
-    return DeliveryReport(
-        topic=message.topic() or "",
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        timestamp_ms=timestamp_ms,
-    )
+    return DeliveryReport(partition=message.partition() or 0, offset=message.offset() or 0)
 
 
 def _resolve(future: asyncio.Future[DeliveryReport], err: KafkaError | None, msg: Message) -> None:

@@ -21,7 +21,6 @@ from tests.helpers import READING, committed_offsets, end_offsets, reading, uniq
 @dataclass
 class System:
     api_url: str
-    api: ManagedProcess
     worker: ManagedProcess
     topic: str
     group: str
@@ -40,7 +39,7 @@ def system(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[System]:
     try:
         worker.start()
         try:
-            yield System(f"http://127.0.0.1:{api_port}", api, worker, topic, group)
+            yield System(f"http://127.0.0.1:{api_port}", worker, topic, group)
         finally:
             worker.stop()  # raises if the worker does not exit 0 on SIGTERM
     finally:
