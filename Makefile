@@ -2,13 +2,22 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap up down status test test-unit test-integration test-e2e bench lint format typecheck check clean
+.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e bench lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-bootstrap: ## install system packages, the virtualenv and the Kafka jars (idempotent)
-	@bash scripts/bootstrap.sh
+bootstrap: ## install everything: the virtualenv, system packages, the Kafka jars (idempotent)
+	@bash scripts/bootstrap.sh all
+
+venv: ## only the virtualenv (enough for lint, typecheck and test-unit)
+	@bash scripts/bootstrap.sh python
+
+lock: venv ## re-pin the whole dependency tree after editing pyproject.toml
+	UV_NATIVE_TLS=1 .venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes -q --custom-compile-command "make lock" -o requirements/runtime.txt
+	UV_NATIVE_TLS=1 .venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--generate-hashes -q --custom-compile-command "make lock" --extra dev -o requirements/dev.txt
 
 up: bootstrap ## run the whole system in the background (ZooKeeper, Kafka, Redis, API, worker)
 	@$(PYTHON) -m devstack up
@@ -22,7 +31,7 @@ status: ## show what `make up` runs
 test: bootstrap ## run every test against real Kafka and Redis
 	$(PYTHON) -m pytest
 
-test-unit: bootstrap ## pure-logic tests only (no services)
+test-unit: venv ## pure-logic tests only (no services)
 	$(PYTHON) -m pytest -m unit
 
 test-integration: bootstrap ## one component against real Kafka and Redis
@@ -35,15 +44,15 @@ bench: bootstrap ## load and lag figures of the running system (start it with `m
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m benchmarks.pipeline
 
-lint: bootstrap ## ruff lint and format check
+lint: venv ## ruff lint and format check
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 
-format: bootstrap ## apply ruff's formatting and fixes
+format: venv ## apply ruff's formatting and fixes
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-typecheck: bootstrap ## mypy, strict
+typecheck: venv ## mypy, strict
 	$(PYTHON) -m mypy
 
 check: lint typecheck test ## everything CI runs

@@ -1,6 +1,6 @@
 """Throughput and latency of a running system (`make up`, or the Compose stack).
 
-    python -m benchmarks.pipeline --url http://127.0.0.1:5050
+    python -m benchmarks.pipeline [--url http://127.0.0.1:API_PORT]
 
 1. POST throughput and latency under load, measured by wrk (a C load generator, so that
    the client is not the bottleneck); every POST waits for the broker's acknowledgement.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from producer_api.settings import ProducerSettings
 from telemetry_common.contract import EXAMPLE_READING
 
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
@@ -73,7 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default="http://127.0.0.1:5050")
+    parser.add_argument(
+        "--url", default=f"http://127.0.0.1:{ProducerSettings.model_fields['api_port'].default}"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--lag-samples", type=int, default=300)

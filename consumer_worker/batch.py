@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from telemetry_common.contract import InvalidRecordError, StoredReading, decode_record
+from telemetry_common.contract import InvalidRecordError, decode_record
+from telemetry_common.storage import StoredReading
 
 logger = logging.getLogger(__name__)
 

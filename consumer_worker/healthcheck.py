@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from consumer_worker.health import heartbeat_age_seconds
+from consumer_worker.heartbeat import heartbeat_age_seconds
 from consumer_worker.settings import WorkerSettings
 
 

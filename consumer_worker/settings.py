@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,9 @@ from telemetry_common.settings import KafkaSettings, RedisSettings
 class WorkerSettings(KafkaSettings, RedisSettings):
     kafka_consumer_group: str = Field(
         "memtel-redis-writer", min_length=1, description="Consumer group of the workers."
+    )
+    kafka_dead_letter_topic: str = Field(
+        "memory-readings.dlq", min_length=1, description="Topic for records the worker cannot use."
     )
     kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
@@ -41,3 +44,17 @@ class WorkerSettings(KafkaSettings, RedisSettings):
             "`python -m consumer_worker.healthcheck` checks its age."
         ),
     )
+
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka settings of the worker's consumer."""
+        return {
+            **self.kafka_client_config(),
+            "group.id": self.kafka_consumer_group,
+            "client.id": "memtel-consumer-worker",
+            # Offsets are committed by hand, after the Redis write.
+            "enable.auto.commit": False,
+            "auto.offset.reset": self.kafka_auto_offset_reset,
+            # Scaling the workers up or down moves only the partitions that must move.
+            "partition.assignment.strategy": "cooperative-sticky",
+            "max.poll.interval.ms": self.kafka_max_poll_interval_ms,
+        }

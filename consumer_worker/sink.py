@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import redis
 
-from telemetry_common.contract import STORE_IF_NEWER_LUA, StoredReading, latest_reading_key
+from telemetry_common.storage import STORE_IF_NEWER_LUA, StoredReading, latest_reading_key
 
 
 class RedisSink:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
@@ -24,26 +23,12 @@ from tenacity import (
 )
 
 from consumer_worker.batch import Batch, build_batch
-from consumer_worker.health import Heartbeat
+from consumer_worker.heartbeat import Heartbeat
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from telemetry_common.redis_client import create_sync_redis
 
 logger = logging.getLogger(__name__)
-
-
-def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
-    return {
-        **settings.kafka_client_config(),
-        "group.id": settings.kafka_consumer_group,
-        "client.id": "memtel-consumer-worker",
-        # Offsets are committed by hand, after the Redis write.
-        "enable.auto.commit": False,
-        "auto.offset.reset": settings.kafka_auto_offset_reset,
-        # Scaling the workers up or down moves only the partitions that must move.
-        "partition.assignment.strategy": "cooperative-sticky",
-        "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
-    }
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:
@@ -53,7 +38,7 @@ def _describe(partitions: Sequence[TopicPartition]) -> str:
 class ConsumerWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         self._settings = settings
-        self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_client_error})
+        self._consumer = Consumer({**settings.consumer_config(), "error_cb": self._on_client_error})
         self._redis = create_sync_redis(settings)
         self._sink = RedisSink(self._redis)
         self._heartbeat = Heartbeat(settings.worker_health_file)
@@ -192,8 +177,9 @@ class ConsumerWorker:
         logger.info("partitions assigned: %s", _describe(partitions))
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing is pending here: each batch is stored and committed before the next
-        # consume(), and rebalance callbacks only run inside consume().
+        # Nothing is pending here: librdkafka runs rebalance callbacks only inside poll(),
+        # consume() and close(), on this thread, and each batch is stored and committed
+        # before the next poll().
         logger.info("partitions revoked: %s", _describe(partitions))
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:

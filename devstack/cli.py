@@ -23,7 +23,7 @@ from types import FrameType
 from devstack.jars import ensure_kafka_libs
 from devstack.processes import tail_of
 from devstack.settings import DevstackSettings
-from devstack.stack import LocalStack, StackConfig
+from devstack.stack import LocalStack
 from telemetry_common.logs import configure_logging
 
 logger = logging.getLogger("devstack")
@@ -57,23 +57,6 @@ def _supervisor_pid(paths: Paths) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     return pid if _alive(pid) else None
-
-
-def _config(settings: DevstackSettings) -> StackConfig:
-    return StackConfig(
-        zookeeper_port=settings.zookeeper_port,
-        kafka_port=settings.kafka_port,
-        redis_port=settings.redis_port,
-        api_port=settings.api_port,
-        topic=settings.kafka_topic,
-        topic_partitions=settings.kafka_topic_partitions,
-        topic_replication_factor=settings.kafka_topic_replication_factor,
-        dead_letter_topic=settings.kafka_dead_letter_topic,
-        consumer_group=settings.kafka_consumer_group,
-        redis_password=(
-            settings.redis_password.get_secret_value() if settings.redis_password else None
-        ),
-    )
 
 
 def up(settings: DevstackSettings) -> int:
@@ -133,25 +116,27 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stack = LocalStack(_config(settings), paths.work)
+    ready = False
     try:
-        stack.start_infrastructure()
-        stack.start_services(cwd=Path.cwd())
+        # Entering starts the infrastructure; leaving stops all it started, newest first.
+        with LocalStack(settings, paths.work) as stack:
+            stack.start_services(cwd=Path.cwd())
+            paths.pid.write_text(f"{os.getpid()}\n")
+            paths.state.write_text(
+                json.dumps(
+                    {p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()},
+                    indent=2,
+                )
+            )
+            _report(ready_fd, "ready")
+            ready = True
+            stop.wait()
+            logger.info("%s: stopping the stack", received[0])
     except Exception as exc:
-        logger.exception("start failed")
-        _report(ready_fd, f"failed: {str(exc).splitlines()[0]}")
+        logger.exception("the stack failed")
+        if not ready:
+            _report(ready_fd, f"failed: {str(exc).splitlines()[0]}")
         return 1
-    paths.pid.write_text(f"{os.getpid()}\n")
-    paths.state.write_text(
-        json.dumps(
-            {p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()}, indent=2
-        )
-    )
-    _report(ready_fd, "ready")
-    stop.wait()
-    logger.info("%s: stopping the stack", received[0])
-    try:
-        stack.stop()
     finally:
         paths.pid.unlink(missing_ok=True)
         paths.state.unlink(missing_ok=True)

@@ -1,35 +1,47 @@
 """Settings of the local stack that `make up` runs, read from the environment and `.env`.
 
-The names of the topic settings are the ones the Compose stack uses, so that both
-stacks are configured the same way.
+The stack runs both services, so it reads their settings (topic, consumer group, API
+port, Redis password...) from the same classes, with the same defaults, and adds only
+what is its own: where its servers listen and how its topics are created. The topic
+settings have the names the Compose stack uses, so both stacks are configured alike.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from telemetry_common.settings import ServiceSettings
+from consumer_worker.settings import WorkerSettings
+from devstack.ports import free_port
+from producer_api.settings import ProducerSettings
+from telemetry_common.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT
 
 
-class DevstackSettings(ServiceSettings):
+class DevstackSettings(ProducerSettings, WorkerSettings):
     devstack_dir: Path = Field(
         Path(".devstack"), description="State, data and logs of the local stack."
     )
-    zookeeper_port: int = Field(2181, description="ZooKeeper client port.")
-    kafka_port: int = Field(9092, description="Kafka port (advertised as 127.0.0.1).")
-    redis_port: int = Field(6379, description="Redis port.")
-    api_port: int = Field(5050, ge=1, le=65535, description="Port of the HTTP server.")
-    kafka_topic: str = Field("memory-readings", min_length=1)
+    zookeeper_port: int = Field(2181, ge=1, le=65535, description="ZooKeeper client port.")
+    kafka_port: int = Field(
+        DEFAULT_KAFKA_PORT, ge=1, le=65535, description="Kafka port (advertised as 127.0.0.1)."
+    )
+    redis_port: int = Field(DEFAULT_REDIS_PORT, ge=1, le=65535, description="Redis port.")
     kafka_topic_partitions: int = Field(
         6, ge=1, description="Partitions of the readings topics when they are created."
     )
     kafka_topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of the topics when they are created."
     )
-    kafka_dead_letter_topic: str = Field(
-        "memory-readings.dlq", min_length=1, description="Topic for records the worker cannot use."
-    )
-    kafka_consumer_group: str = Field("memtel-redis-writer", min_length=1)
-    redis_password: SecretStr | None = None
+
+    @classmethod
+    def on_free_ports(cls, **overrides: Any) -> Self:
+        """A stack for tests: free ports, no `.env`, the given settings on top."""
+        ports = {
+            "zookeeper_port": free_port(),
+            "kafka_port": free_port(),
+            "redis_port": free_port(),
+            "api_port": free_port(),
+        }
+        return cls(_env_file=None, **{**ports, **overrides})

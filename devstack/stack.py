@@ -5,104 +5,98 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from devstack import services
 from devstack.jars import ensure_kafka_libs
-from devstack.ports import free_port
 from devstack.processes import ManagedProcess
+from devstack.settings import DevstackSettings
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    zookeeper_port: int
-    kafka_port: int
-    redis_port: int
-    api_port: int
-    topic: str
-    topic_partitions: int
-    dead_letter_topic: str | None = None
-    topic_replication_factor: int = 1
-    consumer_group: str = "memtel-redis-writer"
-    redis_password: str | None = None
-
-    @classmethod
-    def on_free_ports(
-        cls, topic: str = "memory-readings", topic_partitions: int = 3
-    ) -> StackConfig:
-        return cls(
-            zookeeper_port=free_port(),
-            kafka_port=free_port(),
-            redis_port=free_port(),
-            api_port=free_port(),
-            topic=topic,
-            topic_partitions=topic_partitions,
-        )
-
-
 @dataclass
 class LocalStack:
-    """Starts the infrastructure in dependency order and stops it in reverse."""
+    """Starts the infrastructure in dependency order and stops it in reverse.
 
-    config: StackConfig
+    As a context manager it starts the infrastructure on entry and stops everything
+    it started on exit.
+    """
+
+    settings: DevstackSettings
     work_dir: Path
     _started: list[ManagedProcess] = field(default_factory=list)
 
+    def __enter__(self) -> Self:
+        self.start_infrastructure()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     @property
     def bootstrap_servers(self) -> str:
-        return f"{services.HOST}:{self.config.kafka_port}"
+        return f"{services.HOST}:{self.settings.kafka_port}"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{services.HOST}:{self.config.redis_port}/0"
+        return f"redis://{services.HOST}:{self.settings.redis_port}/0"
 
     @property
     def api_url(self) -> str:
-        return f"http://{services.HOST}:{self.config.api_port}"
+        return f"http://{services.HOST}:{self.settings.api_port}"
 
     def service_env(self) -> dict[str, str]:
         """The environment both services need to use this stack."""
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-            "KAFKA_TOPIC": self.config.topic,
+            "KAFKA_TOPIC": self.settings.kafka_topic,
             "REDIS_URL": self.redis_url,
         }
-        if self.config.redis_password:
-            env["REDIS_PASSWORD"] = self.config.redis_password
+        if self.settings.redis_password is not None:
+            env["REDIS_PASSWORD"] = self.settings.redis_password.get_secret_value()
         return env
 
     def api_env(self) -> dict[str, str]:
         return {
             **self.service_env(),
             "API_HOST": services.HOST,
-            "API_PORT": str(self.config.api_port),
+            "API_PORT": str(self.settings.api_port),
         }
 
     def worker_env(self) -> dict[str, str]:
-        return {**self.service_env(), "KAFKA_CONSUMER_GROUP": self.config.consumer_group}
+        return {
+            **self.service_env(),
+            "KAFKA_CONSUMER_GROUP": self.settings.kafka_consumer_group,
+            "KAFKA_DEAD_LETTER_TOPIC": self.settings.kafka_dead_letter_topic,
+        }
 
     def start_infrastructure(self) -> None:
         libs = ensure_kafka_libs()
         self._start(
-            services.zookeeper(libs, self.work_dir / "zookeeper", self.config.zookeeper_port)
+            services.zookeeper(libs, self.work_dir / "zookeeper", self.settings.zookeeper_port)
         )
         self._start(
             services.kafka(
-                libs, self.work_dir / "kafka", self.config.kafka_port, self.config.zookeeper_port
+                libs,
+                self.work_dir / "kafka",
+                self.settings.kafka_port,
+                self.settings.zookeeper_port,
             )
         )
-        for topic in (self.config.topic, self.config.dead_letter_topic):
-            if topic:
-                services.create_topic(
-                    self.bootstrap_servers,
-                    topic,
-                    self.config.topic_partitions,
-                    self.config.topic_replication_factor,
-                )
+        for topic in (self.settings.kafka_topic, self.settings.kafka_dead_letter_topic):
+            services.create_topic(
+                self.bootstrap_servers,
+                topic,
+                self.settings.kafka_topic_partitions,
+                self.settings.kafka_topic_replication_factor,
+            )
+        password = self.settings.redis_password
         self._start(
             services.redis(
-                self.work_dir / "redis", self.config.redis_port, self.config.redis_password
+                self.work_dir / "redis",
+                self.settings.redis_port,
+                password.get_secret_value() if password is not None else None,
             )
         )
 

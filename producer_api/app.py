@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI
 
@@ -28,15 +29,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
-        publisher = KafkaPublisher(
-            KafkaPublisher.producer_config(
-                app_settings.kafka_client_config(),
-                client_id="memtel-producer-api",
-                delivery_timeout_ms=app_settings.kafka_delivery_timeout_ms,
-                linger_ms=app_settings.kafka_linger_ms,
-            ),
-            delivery_timeout_seconds=app_settings.delivery_timeout_seconds,
-        )
+        publisher = KafkaPublisher(app_settings.producer_config())
         redis_client = create_async_redis(app_settings)
         try:
             yield {
@@ -50,7 +43,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Memory telemetry API",
-        version="0.1.0",
+        version=version("memtelemetry"),
         description=DESCRIPTION,
         lifespan=lifespan,
     )

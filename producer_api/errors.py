@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from producer_api.publisher import DeliveryError
-from telemetry_common.contract import InvalidRecordError
+from telemetry_common.storage import DamagedStoredReadingError
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,10 @@ async def _redis_failed(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse:
+    # Not the client's fault and not passing: someone edited or corrupted the hash.
     logger.error("damaged data in Redis for %s: %s", request.url.path, exc)
     return JSONResponse(
-        {"detail": "The stored reading is damaged and cannot be read."},
+        {"detail": f"Redis holds damaged data: {exc}. It cannot be served until it is fixed."},
         status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
 
@@ -52,4 +53,4 @@ async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeliveryError, _delivery_failed)
     app.add_exception_handler(RedisError, _redis_failed)
-    app.add_exception_handler(InvalidRecordError, _stored_data_damaged)
+    app.add_exception_handler(DamagedStoredReadingError, _stored_data_damaged)

@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from telemetry_common.contract import KafkaHeaders
+from telemetry_common.contract import KafkaRecord
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,10 @@ def _resolve(future: asyncio.Future[DeliveryReport], err: KafkaError | None, msg
 class KafkaPublisher:
     """Publishes records and awaits the broker's acknowledgement of each one."""
 
-    def __init__(self, config: dict[str, Any], delivery_timeout_seconds: float) -> None:
-        self._delivery_timeout_seconds = delivery_timeout_seconds
+    def __init__(self, config: dict[str, Any]) -> None:
+        # librdkafka fails a delivery after `message.timeout.ms`: the one setting that
+        # bounds a publish. The wait below only adds a grace period on top of it.
+        self._delivery_timeout_seconds = int(config["message.timeout.ms"]) / 1000
         self._fatal_error: KafkaError | None = None
         self._producer = Producer({**config, "error_cb": self._on_client_error})
         self._stopping = threading.Event()
@@ -65,23 +67,6 @@ class KafkaPublisher:
             target=self._poll_until_stopped, name="kafka-delivery-poller", daemon=True
         )
         self._poller.start()
-
-    @staticmethod
-    def producer_config(
-        base: dict[str, Any], *, client_id: str, delivery_timeout_ms: int, linger_ms: int
-    ) -> dict[str, Any]:
-        """librdkafka settings for an idempotent producer with a bounded delivery time."""
-        return {
-            **base,
-            "client.id": client_id,
-            # acks=all, no duplicates or reordering on retries within one producer session.
-            "enable.idempotence": True,
-            # After this librdkafka fails the delivery: the bound of every POST.
-            "message.timeout.ms": delivery_timeout_ms,
-            "request.timeout.ms": min(30_000, delivery_timeout_ms),
-            "linger.ms": linger_ms,
-            "compression.type": "lz4",
-        }
 
     def _on_client_error(self, err: KafkaError) -> None:
         # Connection trouble is reported here too; librdkafka recovers from it by itself.
@@ -99,9 +84,7 @@ class KafkaPublisher:
     def healthy(self) -> bool:
         return self._fatal_error is None
 
-    async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: KafkaHeaders
-    ) -> DeliveryReport:
+    async def publish(self, topic: str, record: KafkaRecord) -> DeliveryReport:
         """Produce one record; return once the broker acknowledged it.
 
         Raises DeliveryError if the record was refused, could not be queued, or was not
@@ -120,7 +103,11 @@ class KafkaPublisher:
 
         try:
             self._producer.produce(
-                topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                topic,
+                value=record.value,
+                key=record.key,
+                headers=record.headers,
+                on_delivery=on_delivery,
             )
         except BufferError as exc:
             raise DeliveryError("the producer's local queue is full") from exc

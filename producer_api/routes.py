@@ -14,7 +14,6 @@ from telemetry_common.contract import (
     MACHINE_ID_PATTERN,
     MemoryReading,
     encode_record,
-    record_headers,
     utc_now,
 )
 
@@ -71,8 +70,8 @@ async def publish_reading(
 ) -> dict[str, MemoryReading]:
     """Validate a reading (the columns of `free`, in KiB) and publish it to Kafka, keyed
     by the machine id. Answers only after the broker acknowledged the record."""
-    key, value = encode_record(machine_id, reading, utc_now())
-    report = await publisher.publish(settings.kafka_topic, key, value, record_headers())
+    record = encode_record(machine_id, reading, utc_now())
+    report = await publisher.publish(settings.kafka_topic, record)
     response.headers[PARTITION_HEADER] = str(report.partition)
     response.headers[OFFSET_HEADER] = str(report.offset)
     return {machine_id: reading}

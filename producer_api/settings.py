@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from telemetry_common.settings import KafkaSettings, RedisSettings
@@ -26,6 +28,16 @@ class ProducerSettings(KafkaSettings, RedisSettings):
         10.0, gt=0, description="At shutdown, how long to wait for unsent records."
     )
 
-    @property
-    def delivery_timeout_seconds(self) -> float:
-        return self.kafka_delivery_timeout_ms / 1000
+    def producer_config(self) -> dict[str, Any]:
+        """librdkafka settings of the API's idempotent producer, with a bounded delivery."""
+        return {
+            **self.kafka_client_config(),
+            "client.id": "memtel-producer-api",
+            # acks=all, no duplicates or reordering on retries within one producer session.
+            "enable.idempotence": True,
+            # After this librdkafka fails the delivery: the bound of every POST.
+            "message.timeout.ms": self.kafka_delivery_timeout_ms,
+            "request.timeout.ms": min(30_000, self.kafka_delivery_timeout_ms),
+            "linger.ms": self.kafka_linger_ms,
+            "compression.type": "lz4",
+        }

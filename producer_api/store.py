@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from telemetry_common.contract import StoredReading, latest_reading_key
+from telemetry_common.storage import StoredReading, latest_reading_key
 
 
 class ReadingStore:

@@ -1,16 +1,17 @@
-"""The contract between the producer API and the consumer worker.
-
-Everything that crosses a process boundary is defined here, once:
+"""The Kafka record: what the producer API writes to the topic and the worker reads.
 
 * `MemoryReading`: one reading of Linux `free`, in KiB.
-* The Kafka record: key = machine id (UTF-8), value = a versioned JSON envelope.
-* The Redis layout: one hash per machine holding the latest reading and the Kafka
-  position it came from, so that a replayed older record never overwrites it.
+* `ReadingRecord`: the versioned JSON envelope that is the record's value.
+* `KafkaRecord`: key (the machine id, UTF-8), value and headers, as one value that a
+  publisher takes whole.
+
+How the worker keeps readings in Redis is the other contract, in `storage`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Self
 
@@ -30,8 +31,6 @@ KiB = Annotated[int, Field(ge=0, le=_MAX_KIB, description="Kibibytes (KiB), as `
 RECORD_SCHEMA_VERSION: Final = 1
 RECORD_CONTENT_TYPE: Final = "application/json"
 
-REDIS_KEY_NAMESPACE: Final = "memtel:v1"
-
 # A real reading of a 16 GiB machine: the example of the API documentation.
 EXAMPLE_READING: Final = {
     "total": 16_318_064,
@@ -43,6 +42,12 @@ EXAMPLE_READING: Final = {
 }
 
 KafkaHeaders = list[tuple[str, str | bytes | None]]
+
+# Every record carries these: a reader can tell the encoding without decoding the value.
+_RECORD_HEADERS: Final[KafkaHeaders] = [
+    ("content-type", RECORD_CONTENT_TYPE.encode()),
+    ("schema-version", str(RECORD_SCHEMA_VERSION).encode()),
+]
 
 
 class MemoryReading(BaseModel):
@@ -96,19 +101,23 @@ class ReadingRecord(BaseModel):
     reading: MemoryReading
 
 
-def encode_record(
-    machine_id: str, reading: MemoryReading, received_at: datetime
-) -> tuple[bytes, bytes]:
-    """Return the (key, value) bytes of the Kafka record for one reading."""
-    record = ReadingRecord(machine_id=machine_id, received_at=received_at, reading=reading)
-    return machine_id.encode("utf-8"), record.model_dump_json().encode("utf-8")
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One record as it goes to the topic: what a publisher needs, in one value."""
+
+    key: bytes
+    value: bytes
+    headers: KafkaHeaders
 
 
-def record_headers() -> KafkaHeaders:
-    return [
-        ("content-type", RECORD_CONTENT_TYPE.encode()),
-        ("schema-version", str(RECORD_SCHEMA_VERSION).encode()),
-    ]
+def encode_record(machine_id: str, reading: MemoryReading, received_at: datetime) -> KafkaRecord:
+    """The Kafka record of one reading."""
+    envelope = ReadingRecord(machine_id=machine_id, received_at=received_at, reading=reading)
+    return KafkaRecord(
+        key=machine_id.encode("utf-8"),
+        value=envelope.model_dump_json().encode("utf-8"),
+        headers=list(_RECORD_HEADERS),
+    )
 
 
 def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
@@ -136,82 +145,3 @@ def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- Redis layout -------------------------------------------------------------------
-
-
-def latest_reading_key(machine_id: str) -> str:
-    """The Redis hash that holds a machine's latest reading and its Kafka position."""
-    return f"{REDIS_KEY_NAMESPACE}:latest:{machine_id}"
-
-
-class LatestField:
-    """Field names of the latest-reading hash."""
-
-    READING: Final = "reading"
-    PARTITION: Final = "partition"
-    OFFSET: Final = "offset"
-    TIMESTAMP_MS: Final = "timestamp_ms"
-    RECEIVED_AT: Final = "received_at"
-
-
-# Writes a reading only if it is newer than the stored one. Within one partition Kafka
-# offsets order a machine's records exactly; across partitions (the topic was
-# repartitioned) the record timestamps decide. Running it as one script makes the
-# compare and the write atomic. Returns 1 if written, 0 if the record was stale.
-#   KEYS[1] latest-reading key
-#   ARGV    partition, offset, timestamp_ms, reading JSON, received_at
-STORE_IF_NEWER_LUA: Final = """
-local current = redis.call('HMGET', KEYS[1], 'partition', 'offset', 'timestamp_ms')
-if current[1] then
-  local partition, offset = tonumber(ARGV[1]), tonumber(ARGV[2])
-  if tonumber(current[1]) == partition then
-    if offset <= tonumber(current[2]) then return 0 end
-  elseif tonumber(ARGV[3]) < tonumber(current[3]) then
-    return 0
-  end
-end
-redis.call('HSET', KEYS[1],
-  'partition', ARGV[1], 'offset', ARGV[2], 'timestamp_ms', ARGV[3],
-  'reading', ARGV[4], 'received_at', ARGV[5])
-return 1
-"""
-
-
-class StoredReading(BaseModel):
-    """A reading as kept in Redis, with the Kafka position it was read from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    machine_id: str
-    reading: MemoryReading
-    partition: int
-    offset: int
-    timestamp_ms: int
-    received_at: datetime
-
-    def store_args(self) -> list[str | int]:
-        """The ARGV of STORE_IF_NEWER_LUA for this reading."""
-        return [
-            self.partition,
-            self.offset,
-            self.timestamp_ms,
-            self.reading.model_dump_json(),
-            self.received_at.isoformat(),
-        ]
-
-    @classmethod
-    def from_redis_hash(cls, machine_id: str, fields: dict[str, str]) -> Self:
-        """Rebuild a stored reading from the hash; raise InvalidRecordError if it is damaged."""
-        try:
-            return cls(
-                machine_id=machine_id,
-                reading=MemoryReading.model_validate_json(fields[LatestField.READING]),
-                partition=int(fields[LatestField.PARTITION]),
-                offset=int(fields[LatestField.OFFSET]),
-                timestamp_ms=int(fields[LatestField.TIMESTAMP_MS]),
-                received_at=datetime.fromisoformat(fields[LatestField.RECEIVED_AT]),
-            )
-        except (KeyError, ValueError) as exc:
-            raise InvalidRecordError(f"stored reading of {machine_id!r} is damaged: {exc}") from exc

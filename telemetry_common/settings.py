@@ -7,13 +7,17 @@ fields the same names, defaults and documentation in both.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+# The standard ports of Kafka and Redis: the services' defaults and the local stack's.
+DEFAULT_KAFKA_PORT: Final = 9092
+DEFAULT_REDIS_PORT: Final = 6379
 
 
 class ServiceSettings(BaseSettings):
@@ -29,7 +33,8 @@ class ServiceSettings(BaseSettings):
 
 class KafkaSettings(ServiceSettings):
     kafka_bootstrap_servers: str = Field(
-        "localhost:9092", description="Comma-separated host:port list of Kafka brokers."
+        f"localhost:{DEFAULT_KAFKA_PORT}",
+        description="Comma-separated host:port list of Kafka brokers.",
     )
     kafka_topic: str = Field(
         "memory-readings", min_length=1, description="Topic that carries the readings."
@@ -71,7 +76,8 @@ class KafkaSettings(ServiceSettings):
 
 class RedisSettings(ServiceSettings):
     redis_url: str = Field(
-        "redis://localhost:6379/0", description="Redis URL (redis:// or rediss://, with db)."
+        f"redis://localhost:{DEFAULT_REDIS_PORT}/0",
+        description="Redis URL (redis:// or rediss://, with db).",
     )
     redis_password: SecretStr | None = Field(
         None, description="Redis password; overrides one in REDIS_URL."

@@ -14,11 +14,11 @@ import redis
 
 from consumer_worker.settings import WorkerSettings
 from devstack import services
-from devstack.stack import LocalStack, StackConfig
+from devstack.settings import DevstackSettings
+from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
-from tests.helpers import unique
+from tests.helpers import TOPIC_PARTITIONS, unique
 
-TOPIC_PARTITIONS = 3
 TESTS_ROOT = Path(__file__).parent
 
 
@@ -32,12 +32,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(StackConfig.on_free_ports(), tmp_path_factory.mktemp("stack"))
-    local.start_infrastructure()
-    try:
+    settings = DevstackSettings.on_free_ports(kafka_topic_partitions=TOPIC_PARTITIONS)
+    with LocalStack(settings, tmp_path_factory.mktemp("stack")) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

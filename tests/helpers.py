@@ -23,6 +23,10 @@ T = TypeVar("T")
 
 READING: dict[str, int] = dict(EXAMPLE_READING)
 
+# Partitions of the topics the tests create: enough to spread machines over, few
+# enough to keep the broker light.
+TOPIC_PARTITIONS = 3
+
 
 def reading(**changes: int) -> dict[str, int]:
     return {**READING, **changes}

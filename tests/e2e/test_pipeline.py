@@ -14,8 +14,15 @@ from devstack import services
 from devstack.ports import free_port
 from devstack.processes import ManagedProcess
 from devstack.stack import LocalStack
-from tests.conftest import TOPIC_PARTITIONS
-from tests.helpers import READING, committed_offsets, end_offsets, reading, unique, wait_until
+from tests.helpers import (
+    READING,
+    TOPIC_PARTITIONS,
+    committed_offsets,
+    end_offsets,
+    reading,
+    unique,
+    wait_until,
+)
 
 
 @dataclass

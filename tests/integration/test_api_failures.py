@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from devstack.ports import free_port
-from devstack.stack import LocalStack, StackConfig
+from devstack.settings import DevstackSettings
+from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
 from tests.helpers import READING, api_client, unique
 
@@ -24,19 +25,16 @@ BOUND_SECONDS = DELIVERY_TIMEOUT_MS / 1000 + 1.0
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """A broker of this test's own, so that stopping it disturbs no other test."""
-    local = LocalStack(StackConfig.on_free_ports(topic=unique("readings")), tmp_path)
-    local.start_infrastructure()
-    try:
+    settings = DevstackSettings.on_free_ports(kafka_topic=unique("readings"))
+    with LocalStack(settings, tmp_path) as local:
         yield local
-    finally:
-        local.stop()
 
 
 def settings_for(stack: LocalStack, **changes: Any) -> ProducerSettings:
     return ProducerSettings(
         _env_file=None,
         kafka_bootstrap_servers=stack.bootstrap_servers,
-        kafka_topic=stack.config.topic,
+        kafka_topic=stack.settings.kafka_topic,
         redis_url=stack.redis_url,
         kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
         shutdown_flush_timeout_seconds=0.5,

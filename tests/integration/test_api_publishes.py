@@ -12,14 +12,8 @@ from consumer_worker.sink import RedisSink
 from devstack.stack import LocalStack
 from producer_api.publisher import KafkaPublisher
 from producer_api.settings import ProducerSettings
-from telemetry_common.contract import (
-    MemoryReading,
-    StoredReading,
-    decode_record,
-    encode_record,
-    record_headers,
-    utc_now,
-)
+from telemetry_common.contract import MemoryReading, decode_record, encode_record, utc_now
+from telemetry_common.storage import LatestField, StoredReading, latest_reading_key
 from tests.helpers import READING, api_client, consume_all, reading, unique
 
 pytestmark = pytest.mark.anyio
@@ -96,6 +90,28 @@ async def test_get_of_an_unknown_machine_is_404(producer_settings: ProducerSetti
     assert response.json() == {"detail": "Data not found"}
 
 
+async def test_a_damaged_stored_reading_answers_500_naming_the_damage(
+    producer_settings: ProducerSettings, redis_client: redis.Redis
+) -> None:
+    machine_id = unique("m")
+    stored = StoredReading(
+        machine_id=machine_id,
+        reading=MemoryReading.model_validate(READING),
+        partition=0,
+        offset=1,
+        timestamp_ms=1,
+        received_at=utc_now(),
+    )
+    RedisSink(redis_client).write([stored])
+    redis_client.hset(latest_reading_key(machine_id), LatestField.OFFSET, "not-a-number")
+    async with api_client(producer_settings) as client:
+        response = await client.get(f"/cpu-info/{machine_id}")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert machine_id in detail
+    assert "field offset" in detail
+
+
 async def test_ready_when_kafka_knows_the_topic_and_redis_answers(
     producer_settings: ProducerSettings,
 ) -> None:
@@ -122,18 +138,15 @@ async def test_records_queued_at_shutdown_are_delivered_before_close_returns(
 ) -> None:
     # A long linger keeps the records in the producer's queue: only the flush in
     # close() sends them.
-    config = KafkaPublisher.producer_config(
-        {"bootstrap.servers": stack.bootstrap_servers},
-        client_id="shutdown-test",
-        delivery_timeout_ms=20_000,
-        linger_ms=1000,
+    settings = ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_delivery_timeout_ms=20_000,
+        kafka_linger_ms=1000,
     )
-    publisher = KafkaPublisher(config, delivery_timeout_seconds=20)
-    key, value = encode_record(unique("m"), MemoryReading.model_validate(READING), utc_now())
-    in_flight = [
-        asyncio.create_task(publisher.publish(topic, key, value, record_headers()))
-        for _ in range(20)
-    ]
+    publisher = KafkaPublisher(settings.producer_config())
+    record = encode_record(unique("m"), MemoryReading.model_validate(READING), utc_now())
+    in_flight = [asyncio.create_task(publisher.publish(topic, record)) for _ in range(20)]
     await publisher.close(flush_timeout_seconds=20)
 
     reports = await asyncio.gather(*in_flight)

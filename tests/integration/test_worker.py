@@ -12,14 +12,10 @@ from consumer_worker.sink import RedisSink
 from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
-from telemetry_common.contract import (
-    MemoryReading,
-    StoredReading,
-    encode_record,
-    latest_reading_key,
-)
-from tests.conftest import TOPIC_PARTITIONS
+from telemetry_common.contract import MemoryReading, encode_record
+from telemetry_common.storage import StoredReading, latest_reading_key
 from tests.helpers import (
+    TOPIC_PARTITIONS,
     committed_offsets,
     end_offsets,
     produce,
@@ -33,7 +29,10 @@ RECEIVED_AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def record(machine_id: str, used: int) -> tuple[bytes, bytes]:
-    return encode_record(machine_id, MemoryReading.model_validate(reading(used=used)), RECEIVED_AT)
+    encoded = encode_record(
+        machine_id, MemoryReading.model_validate(reading(used=used)), RECEIVED_AT
+    )
+    return encoded.key, encoded.value
 
 
 def stored_used(client: redis.Redis, machine_id: str) -> int | None:

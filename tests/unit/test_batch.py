@@ -41,10 +41,10 @@ class FakeRecord:
 
 
 def record(machine_id: str, partition: int, offset: int, **changes: int) -> FakeRecord:
-    key, value = encode_record(
+    encoded = encode_record(
         machine_id, MemoryReading.model_validate(reading(**changes)), RECEIVED_AT
     )
-    return FakeRecord(key, value, partition, offset)
+    return FakeRecord(encoded.key, encoded.value, partition, offset)
 
 
 def test_only_the_newest_reading_per_machine_and_partition_is_kept() -> None:

@@ -9,12 +9,9 @@ from pydantic import ValidationError
 from telemetry_common.contract import (
     InvalidRecordError,
     MemoryReading,
-    StoredReading,
     decode_record,
     encode_record,
     is_valid_machine_id,
-    latest_reading_key,
-    record_headers,
 )
 from tests.helpers import READING, reading
 
@@ -83,7 +80,8 @@ def test_invalid_machine_ids(machine_id: str) -> None:
 
 
 def test_a_record_round_trips() -> None:
-    key, value = encode_record("web-01", MemoryReading.model_validate(READING), RECEIVED_AT)
+    record = encode_record("web-01", MemoryReading.model_validate(READING), RECEIVED_AT)
+    key, value = record.key, record.value
     assert key == b"web-01"
     decoded = decode_record(key, value)
     assert decoded.machine_id == "web-01"
@@ -93,7 +91,8 @@ def test_a_record_round_trips() -> None:
 
 
 def test_record_headers_name_the_encoding() -> None:
-    assert dict(record_headers()) == {"content-type": b"application/json", "schema-version": b"1"}
+    record = encode_record("m1", MemoryReading.model_validate(READING), RECEIVED_AT)
+    assert dict(record.headers) == {"content-type": b"application/json", "schema-version": b"1"}
 
 
 @pytest.mark.parametrize(
@@ -113,43 +112,14 @@ def test_broken_records_are_refused(key: bytes | None, value: bytes | None, mess
 
 
 def test_a_record_whose_key_and_body_disagree_is_refused() -> None:
-    _, value = encode_record("m1", MemoryReading.model_validate(READING), RECEIVED_AT)
+    value = encode_record("m1", MemoryReading.model_validate(READING), RECEIVED_AT).value
     with pytest.raises(InvalidRecordError, match="disagree"):
         decode_record(b"m2", value)
 
 
 def test_an_unknown_schema_version_is_refused() -> None:
-    _, value = encode_record("m1", MemoryReading.model_validate(READING), RECEIVED_AT)
+    value = encode_record("m1", MemoryReading.model_validate(READING), RECEIVED_AT).value
     body = json.loads(value)
     body["schema_version"] = 2
     with pytest.raises(InvalidRecordError, match="schema_version 2"):
         decode_record(b"m1", json.dumps(body).encode())
-
-
-def test_the_redis_key_is_namespaced_per_machine() -> None:
-    assert latest_reading_key("web-01") == "memtel:v1:latest:web-01"
-
-
-def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
-    stored = StoredReading(
-        machine_id="m1",
-        reading=MemoryReading.model_validate(READING),
-        partition=2,
-        offset=41,
-        timestamp_ms=1_700_000_000_000,
-        received_at=RECEIVED_AT,
-    )
-    partition, offset, timestamp_ms, reading_json, received_at = stored.store_args()
-    fields = {
-        "partition": str(partition),
-        "offset": str(offset),
-        "timestamp_ms": str(timestamp_ms),
-        "reading": str(reading_json),
-        "received_at": str(received_at),
-    }
-    assert StoredReading.from_redis_hash("m1", fields) == stored
-
-
-def test_a_damaged_hash_is_reported() -> None:
-    with pytest.raises(InvalidRecordError, match="damaged"):
-        StoredReading.from_redis_hash("m1", {"reading": "{}"})

@@ -6,8 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from consumer_worker.settings import WorkerSettings
-from consumer_worker.worker import consumer_config
-from producer_api.publisher import KafkaPublisher
 from producer_api.settings import ProducerSettings
 
 
@@ -19,23 +17,21 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     settings = ProducerSettings(_env_file=None)
     assert settings.kafka_bootstrap_servers == "kafka:29092"
     assert settings.kafka_topic == "t1"
-    assert settings.delivery_timeout_seconds == 2.5
+    assert settings.producer_config()["message.timeout.ms"] == 2500
     assert settings.redis_password is not None
     assert "s3cret" not in repr(settings)
 
 
 def test_the_producer_is_idempotent_with_a_bounded_delivery_time() -> None:
     settings = ProducerSettings(_env_file=None, kafka_delivery_timeout_ms=3000)
-    config = KafkaPublisher.producer_config(
-        settings.kafka_client_config(), client_id="c", delivery_timeout_ms=3000, linger_ms=5
-    )
+    config = settings.producer_config()
     assert config["enable.idempotence"] is True
     assert config["message.timeout.ms"] == 3000
     assert config["request.timeout.ms"] <= 3000
 
 
 def test_the_consumer_commits_by_hand() -> None:
-    config = consumer_config(WorkerSettings(_env_file=None, kafka_consumer_group="g"))
+    config = WorkerSettings(_env_file=None, kafka_consumer_group="g").consumer_config()
     assert config["enable.auto.commit"] is False
     assert config["group.id"] == "g"
 

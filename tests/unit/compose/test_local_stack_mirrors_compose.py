@@ -9,7 +9,7 @@ import pytest
 
 from devstack.services import kafka_server_properties
 from devstack.settings import DevstackSettings
-from devstack.stack import LocalStack, StackConfig
+from devstack.stack import LocalStack
 from tests.unit.compose.model import load_compose, published_ports, service_environment
 
 
@@ -75,7 +75,7 @@ def test_the_brokers_are_configured_alike(services: dict[str, Any], tmp_path: Pa
 
 
 def test_the_apps_get_the_same_settings(services: dict[str, Any], tmp_path: Path) -> None:
-    stack = LocalStack(StackConfig.on_free_ports(), tmp_path)
+    stack = LocalStack(DevstackSettings.on_free_ports(), tmp_path)
     # Every setting `make up` gives an app, Compose gives it too (Compose sets more:
     # every tunable, at its default, so that `.env` reaches the containers).
     for app, local_env in (
