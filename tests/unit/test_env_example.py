@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings
 
 from consumer_worker.settings import WorkerSettings
 from devstack.settings import DevstackSettings
+from memtel_agent.settings import AgentSettings
 from producer_api.settings import ProducerSettings
 
 ENV_EXAMPLE = Path(__file__).parents[2] / ".env.example"
@@ -30,13 +31,18 @@ def names(settings_class: type[BaseSettings]) -> set[str]:
 
 
 def test_every_setting_is_documented_and_nothing_else() -> None:
-    read = names(ProducerSettings) | names(WorkerSettings) | names(DevstackSettings)
+    read = (
+        names(ProducerSettings)
+        | names(WorkerSettings)
+        | names(DevstackSettings)
+        | names(AgentSettings)
+    )
     assert set(documented()) == read
 
 
 def test_the_example_values_are_valid_settings() -> None:
     values: dict[str, Any] = {k.lower(): v for k, v in documented().items() if v}
     # Building each class from the example's values fails if one of them is invalid.
-    for settings_class in (ProducerSettings, WorkerSettings, DevstackSettings):
+    for settings_class in (ProducerSettings, WorkerSettings, DevstackSettings, AgentSettings):
         fields = settings_class.model_fields
         settings_class(_env_file=None, **{k: v for k, v in values.items() if k in fields})
