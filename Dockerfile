@@ -1,30 +1,55 @@
-# syntax=docker/dockerfile:1
-# One file, two images: `--target producer-api` and `--target consumer-worker`.
-# They share the base and the dependency layer, which is rebuilt only when
-# pyproject.toml changes.
+# One file, two images: `--target producer-api` and `--target consumer-worker`, on
+# debian:bookworm-slim with Debian's Python 3.11, running as the non-root user `app`.
+# The dependencies are installed from the pinned, hashed lock file
+# requirements/runtime.txt into a virtualenv; that layer is rebuilt only when the lock
+# file changes. Build from the repository root: docker build --target producer-api .
+#
+# EXTRA_CA_CERTS (optional, PEM text): certificates to trust in addition to Debian's,
+# for a build host that reaches PyPI through a TLS-intercepting proxy.
 
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
 
-FROM ${PYTHON_IMAGE} AS base
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/app \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
+FROM ${BASE_IMAGE} AS base
+ARG EXTRA_CA_CERTS=""
+COPY docker/install-ca-certs.sh /usr/local/sbin/install-ca-certs
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates \
+ && install-ca-certs \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /app app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+WORKDIR /app
 
 FROM base AS dependencies
-COPY pyproject.toml ./
-# The runtime dependencies, exactly as pinned in pyproject.toml (tomllib is in 3.11+).
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
- && pip install --no-compile -r requirements.txt \
- && rm requirements.txt
+COPY requirements/runtime.txt /tmp/runtime.txt
+# Exactly the pinned wheels, each checked against its hash; nothing resolved here.
+RUN python3 -m venv /opt/venv \
+ && pip install -q --no-compile --no-deps --require-hashes -r /tmp/runtime.txt \
+ && rm /tmp/runtime.txt
 
-FROM dependencies AS producer-api
+# The project itself, as a wheel without its dependencies (they are pinned above), so
+# that its packages and its distribution metadata (the API reports its version) are
+# installed as `pip install` would. Only the build backend is fetched for this step.
+FROM dependencies AS project
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY telemetry_common/ ./telemetry_common/
 COPY producer_api/ ./producer_api/
+COPY consumer_worker/ ./consumer_worker/
+RUN pip wheel -q --no-deps --wheel-dir /wheels . \
+ && pip install -q --no-compile --no-deps /wheels/*.whl \
+ && rm -rf /src /wheels
+
+FROM project AS producer-api
+WORKDIR /app
 USER app
 ENV API_HOST=0.0.0.0 \
     API_PORT=5050
@@ -33,9 +58,8 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-m", "producer_api.healthcheck"]
 CMD ["python", "-m", "producer_api"]
 
-FROM dependencies AS consumer-worker
-COPY telemetry_common/ ./telemetry_common/
-COPY consumer_worker/ ./consumer_worker/
+FROM project AS consumer-worker
+WORKDIR /app
 USER app
 ENV WORKER_HEALTH_FILE=/tmp/consumer-worker.health
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e bench lint format typecheck check clean
+.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-compose test-integration-containers bench lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,8 +28,9 @@ down: ## stop everything `make up` started
 status: ## show what `make up` runs
 	@$(PYTHON) -m devstack status
 
-test: bootstrap ## run every test against real Kafka and Redis
-	$(PYTHON) -m pytest
+test: bootstrap ## run every test against real Kafka and Redis, then the container tiers
+	$(PYTHON) -m pytest -m "not compose"
+	@$(MAKE) --no-print-directory test-compose test-integration-containers
 
 test-unit: venv ## pure-logic tests only (no services)
 	$(PYTHON) -m pytest -m unit
@@ -39,6 +40,18 @@ test-integration: bootstrap ## one component against real Kafka and Redis
 
 test-e2e: bootstrap ## the services as processes on the real stack
 	$(PYTHON) -m pytest -m e2e
+
+test-browser: bootstrap ## the Swagger UI page in Debian's headless Chromium, offline
+	$(PYTHON) -m pytest -m browser
+
+test-faults: bootstrap ## faults injected into real processes, and fuzzing of the HTTP API
+	$(PYTHON) -m pytest -m faults
+
+test-compose: venv ## the Compose stack built and run on a Docker engine (installs what it needs)
+	bash scripts/with-docker.sh $(PYTHON) -m pytest -m compose -o log_cli=true --durations=0 tests/compose
+
+test-integration-containers: bootstrap ## the integration tier on Kafka and Redis containers
+	MEMTEL_TEST_BACKEND=containers bash scripts/with-docker.sh $(PYTHON) -m pytest -m integration
 
 bench: bootstrap ## load and lag figures of the running system (start it with `make up`)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

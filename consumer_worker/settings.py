@@ -18,7 +18,39 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         "memory-readings.dlq", min_length=1, description="Topic for records the worker cannot use."
     )
     kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
-        "earliest", description="Where a new consumer group starts reading."
+        "earliest",
+        description=(
+            "Where to read from when the offset Redis's view is built up to is no longer "
+            "in the topic (retention deleted it): earliest, or latest (skipping records)."
+        ),
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=3_600_000,
+        description=(
+            "How long the group waits for a silent member (crashed, cut off) before it "
+            "gives the member's partitions to the others. The broker refuses values "
+            "outside its group.min/max.session.timeout.ms (6000 to 1800000 by default)."
+        ),
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=249,
+        description=(
+            "Static group membership: a stable id, unique in the group, that a restarted "
+            "worker presents to get its partitions back at once. Unset: dynamic membership."
+        ),
+    )
+    kafka_dead_letter_delivery_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=300_000,
+        description=(
+            "Longest wait for the broker to acknowledge dead letters; then the batch is "
+            "retried and nothing past its records is written or committed."
+        ),
     )
     kafka_max_poll_interval_ms: int = Field(
         300_000,
@@ -37,6 +69,15 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     worker_retry_max_backoff_seconds: float = Field(
         10.0, gt=0, description="Cap of the backoff between retries of a failed Redis write."
     )
+    worker_view_check_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How often the worker checks that Redis still holds the view it built (it was "
+            "not emptied or replaced), also for partitions that receive no records."
+        ),
+    )
     worker_health_file: Path | None = Field(
         None,
         description=(
@@ -47,14 +88,41 @@ class WorkerSettings(KafkaSettings, RedisSettings):
 
     def consumer_config(self) -> dict[str, Any]:
         """librdkafka settings of the worker's consumer."""
-        return {
+        config: dict[str, Any] = {
             **self.kafka_client_config(),
             "group.id": self.kafka_consumer_group,
             "client.id": "memtel-consumer-worker",
-            # Offsets are committed by hand, after the Redis write.
+            # Offsets are committed by hand, after the Redis write. They are for lag
+            # monitoring and tools: a worker resumes from where Redis's view is built.
             "enable.auto.commit": False,
             "auto.offset.reset": self.kafka_auto_offset_reset,
             # Scaling the workers up or down moves only the partitions that must move.
             "partition.assignment.strategy": "cooperative-sticky",
             "max.poll.interval.ms": self.kafka_max_poll_interval_ms,
+            "session.timeout.ms": self.kafka_session_timeout_ms,
+            # At least three heartbeats per session timeout, as Kafka advises.
+            "heartbeat.interval.ms": min(3_000, self.kafka_session_timeout_ms // 3),
         }
+        if self.kafka_group_instance_id is not None:
+            config["group.instance.id"] = self.kafka_group_instance_id
+        return config
+
+    def dead_letter_producer_config(self) -> dict[str, Any]:
+        """librdkafka settings of the worker's producer of dead letters."""
+        return {
+            **self.kafka_client_config(),
+            "client.id": "memtel-consumer-worker-dlq",
+            # acks=all, no duplicates or reordering on retries within one producer session.
+            "enable.idempotence": True,
+            # After this librdkafka fails the delivery, and the worker retries the batch.
+            "message.timeout.ms": self.kafka_dead_letter_delivery_timeout_ms,
+            "request.timeout.ms": min(30_000, self.kafka_dead_letter_delivery_timeout_ms),
+            # Dead letters are rare and each one holds up a batch: send them at once.
+            "linger.ms": 0,
+        }
+
+    @property
+    def dead_letter_flush_timeout_seconds(self) -> float:
+        # A little longer than the delivery timeout, so that librdkafka reports each
+        # failed delivery before the wait gives up.
+        return self.kafka_dead_letter_delivery_timeout_ms / 1000 + 1.0

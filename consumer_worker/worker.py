@@ -1,18 +1,39 @@
-"""The consumer loop: Kafka batches in, Redis writes, then offset commits.
+"""The consumer loop: Kafka batches in, dead letters out, Redis writes, offset commits.
 
-At-least-once: offsets are committed only after Redis accepted a batch, and the
-writes are idempotent (a stale or replayed record never overwrites a newer one), so a
-crash or a rebalance at any point re-reads records but never loses one. Every call on
-the consumer happens on the thread that runs `run()`.
+Kafka is the log and Redis a view of it. Each batch goes:
+
+1. records that cannot become a write go to the dead-letter topic, and the worker
+   waits until the broker acknowledged them;
+2. the readings go to Redis in one atomic script, together with, per partition, the
+   offset up to which the view is now built;
+3. the offsets are committed to Kafka (for lag monitoring and tools).
+
+Nothing moves past a record before it is either in Redis or in the dead-letter topic;
+a step that fails for a reason outside the records (Redis or Kafka unavailable) is
+retried with backoff. On assignment a partition is read from where Redis's view of it
+is built, and a view found behind (Redis lost writes, was emptied or replaced) is
+rebuilt by replaying the partition from there. The writes are idempotent (a replayed
+record never overwrites a newer one), so replays are harmless. Every call on the
+consumer happens on the thread that runs `run()`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from redis.exceptions import RedisError
 from tenacity import (
     RetryCallState,
@@ -23,29 +44,62 @@ from tenacity import (
 )
 
 from consumer_worker.batch import Batch, build_batch
+from consumer_worker.dead_letters import (
+    DeadLetterPublisher,
+    DeadLetterUnavailableError,
+    dead_letter,
+)
 from consumer_worker.heartbeat import Heartbeat
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from telemetry_common.redis_client import create_sync_redis
+from telemetry_common.storage import PartitionStep, built_offsets_key
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"
 
 
+def _start_of(built_to: int | None) -> int:
+    """Where to read a partition whose view is built up to `built_to` (None: not at all).
+
+    A view with nothing from a partition is rebuilt from the partition's beginning
+    (whatever retention left of it).
+    """
+    return OFFSET_BEGINNING if built_to is None else built_to
+
+
 class ConsumerWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         self._settings = settings
+        self._topic = settings.kafka_topic
         self._consumer = Consumer({**settings.consumer_config(), "error_cb": self._on_client_error})
+        self._dead_letters = DeadLetterPublisher(
+            lambda: Producer(
+                {**settings.dead_letter_producer_config(), "error_cb": self._on_client_error}
+            ),
+            settings.kafka_dead_letter_topic,
+            settings.dead_letter_flush_timeout_seconds,
+        )
         self._redis = create_sync_redis(settings)
         self._sink = RedisSink(self._redis)
+        self._built_offsets_key = built_offsets_key(settings.kafka_consumer_group, self._topic)
         self._heartbeat = Heartbeat(settings.worker_health_file)
         self._stop = threading.Event()
+        # Per assigned partition: the offset up to which Redis's view is built, as this
+        # worker last saw or wrote it (None: nothing yet). Only partitions in here are
+        # written; one whose view could not be read yet is consumed by no one.
+        self._view_built_to: dict[int, int | None] = {}
+        self._next_view_check = 0.0
         self.readings_written = 0
-        self.records_skipped = 0
-        self.failed_writes = 0
+        self.records_dead_lettered = 0
+        self.failed_redis_calls = 0
+        self.failed_dead_letter_sends = 0
+        self.view_replays = 0
 
     @property
     def stop_requested(self) -> bool:
@@ -57,13 +111,16 @@ class ConsumerWorker:
 
     def run(self) -> None:
         logger.info(
-            "consuming %s as group %s from %s",
-            self._settings.kafka_topic,
+            "consuming %s as group %s (%s) from %s",
+            self._topic,
             self._settings.kafka_consumer_group,
+            f"static member {self._settings.kafka_group_instance_id}"
+            if self._settings.kafka_group_instance_id
+            else "dynamic member",
             self._settings.kafka_bootstrap_servers,
         )
         self._consumer.subscribe(
-            [self._settings.kafka_topic],
+            [self._topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -71,16 +128,19 @@ class ConsumerWorker:
         try:
             while not self._stop.is_set():
                 self._heartbeat.beat()
+                self._check_view_if_due()
                 records = self._without_errors(self._next_batch())
                 if records:
                     self._process(build_batch(records))
         finally:
             logger.info(
-                "stopping: %d readings written, %d records skipped",
+                "stopping: %d readings written, %d records dead-lettered",
                 self.readings_written,
-                self.records_skipped,
+                self.records_dead_lettered,
             )
+            # close() leaves the group (a dynamic member's partitions move at once).
             self._consumer.close()
+            self._dead_letters.close()
             self._redis.close()
             self._heartbeat.clear()
 
@@ -98,65 +158,151 @@ class ConsumerWorker:
         return [first, *more]
 
     def _process(self, batch: Batch) -> None:
-        if not self._write(batch):
+        if batch.rejected and not self._send_dead_letters(batch):
             return
-        self.records_skipped += batch.skipped
-        self._commit(batch)
+        steps = [
+            PartitionStep(partition, self._view_built_to[partition], next_offset)
+            for (_, partition), next_offset in batch.next_offsets.items()
+            if partition in self._view_built_to
+        ]
+        readings = [r for r in batch.readings if r.partition in self._view_built_to]
+        result = self._until_done(
+            lambda: self._sink.write_batch(self._built_offsets_key, steps, readings),
+            RedisError,
+            "Redis write",
+        )
+        if result is None:
+            return
+        self.readings_written += result.written
+        for step in steps:
+            if step.partition not in result.out_of_step:
+                self._view_built_to[step.partition] = step.next_offset
+        self._replay_from(result.out_of_step)
+        self._commit(
+            [
+                TopicPartition(self._topic, step.partition, step.next_offset)
+                for step in steps
+                if step.partition not in result.out_of_step
+            ]
+        )
 
-    def _write(self, batch: Batch) -> bool:
-        """Write the batch to Redis, retrying with backoff until it is accepted.
+    def _send_dead_letters(self, batch: Batch) -> bool:
+        """Dead-letter the batch's rejected records; False if stopped before the broker
+        acknowledged them (then nothing of the batch is written or committed)."""
+        letters = [dead_letter(rejected) for rejected in batch.rejected]
+        sent = self._until_done(
+            lambda: self._dead_letters.publish(letters),
+            (DeadLetterUnavailableError, KafkaException),
+            "dead-letter send",
+        )
+        if sent is None:
+            return False
+        self.records_dead_lettered += sent
+        return True
 
-        Returns False only if a stop was requested while Redis kept failing: the batch's
-        offsets are then left uncommitted, so its records are read again later.
+    def _until_done(
+        self,
+        # Never None on success: None is the answer "stopped before it succeeded".
+        attempt: Callable[[], T],
+        errors: type[Exception] | tuple[type[Exception], ...],
+        what: str,
+    ) -> T | None:
+        """Run `attempt` until it succeeds, backing off between tries on `errors`.
+
+        Returns None only if a stop was requested while it kept failing: the batch's
+        records are then neither stored nor committed, and are read again later.
         """
         retrying = Retrying(
-            retry=retry_if_exception_type(RedisError),
+            retry=retry_if_exception_type(errors),
             wait=wait_exponential(
                 multiplier=0.1, max=self._settings.worker_retry_max_backoff_seconds
             ),
             stop=lambda _: self._stop.is_set(),
             sleep=self._wait_before_retry,
-            before_sleep=self._log_retry,
+            before_sleep=lambda state: self._log_retry(what, state),
         )
         try:
-            written = retrying(self._sink.write, batch.readings)
+            return retrying(attempt)
         except RetryError as exc:
             logger.warning(
-                "stop requested while Redis was failing (%s): %d readings not stored and "
-                "their offsets not committed; they will be read again",
+                "stop requested while the %s kept failing (%s): the batch is neither stored "
+                "nor committed; its records will be read again",
+                what,
                 exc.last_attempt.exception(),
-                len(batch.readings),
             )
-            return False
-        self.readings_written += written
-        return True
+            return None
 
     def _wait_before_retry(self, seconds: float) -> None:
         # Waiting on the stop event (not sleeping) lets a stop signal cut the wait short.
         self._heartbeat.beat()
         self._stop.wait(seconds)
 
-    def _log_retry(self, state: RetryCallState) -> None:
-        self.failed_writes += 1
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        if what == "dead-letter send":
+            self.failed_dead_letter_sends += 1
+        else:
+            self.failed_redis_calls += 1
         outcome = state.outcome.exception() if state.outcome else None
         logger.error(
-            "Redis write failed (attempt %d: %s); retrying in %.1fs, offsets not committed",
+            "%s failed (attempt %d: %s); retrying in %.1fs, nothing committed past it",
+            what,
             state.attempt_number,
             outcome,
             state.upcoming_sleep,
         )
 
-    def _commit(self, batch: Batch) -> None:
-        offsets = [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in batch.next_offsets.items()
-        ]
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        if not offsets:
+            return
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # The records are in Redis; a failed commit (e.g. during a rebalance) only means
-            # the next owner of the partition reads them again and writes nothing new.
-            logger.warning("offset commit failed, records will be re-read: %s", exc)
+            # Redis holds the records and where its view is built up to; a failed commit
+            # (e.g. during a rebalance) only makes the group's lag look larger for a while.
+            logger.warning("offset commit failed: %s", exc)
+
+    def _check_view_if_due(self) -> None:
+        """Replay partitions whose view in Redis is not where this worker left it.
+
+        Batch writes notice that too, but only for partitions that receive records; this
+        finds an emptied or replaced Redis also while the topic is quiet.
+        """
+        now = time.monotonic()
+        if now < self._next_view_check or not self._view_built_to:
+            return
+        self._next_view_check = now + self._settings.worker_view_check_interval_seconds
+        partitions = sorted(self._view_built_to)
+        try:
+            in_redis = self._sink.built_offsets(self._built_offsets_key, partitions)
+        except RedisError as exc:
+            logger.warning("cannot check Redis's view (%s); the next write retries", exc)
+            return
+        self._replay_from(
+            {p: built for p, built in in_redis.items() if built != self._view_built_to[p]}
+        )
+
+    def _replay_from(self, in_redis: dict[int, int | None]) -> None:
+        """Seek each partition back (or on) to where Redis's view of it is built."""
+        for partition, built in in_redis.items():
+            if partition not in self._view_built_to:
+                continue
+            logger.warning(
+                "Redis's view of %s[%d] is built up to %s, not %s as written: "
+                "reading the partition again from there",
+                self._topic,
+                partition,
+                "nothing" if built is None else f"offset {built}",
+                self._view_built_to[partition],
+            )
+            try:
+                self._consumer.seek(TopicPartition(self._topic, partition, _start_of(built)))
+            except KafkaException as exc:
+                # Expectations stay as they were: the next write or check is out of step
+                # again and retries the seek; nothing is written for the partition meanwhile.
+                logger.warning("seek of %s[%d] failed: %s", self._topic, partition, exc)
+                continue
+            self._view_built_to[partition] = built
+            self.view_replays += 1
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
         records = []
@@ -173,14 +319,44 @@ class ConsumerWorker:
     def _on_client_error(self, err: KafkaError) -> None:
         logger.warning("Kafka client error: %s", err)
 
-    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("partitions assigned: %s", _describe(partitions))
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start each new partition where Redis's view of it is built, not where the
+        group committed: Redis may have lost writes the group committed past."""
+        numbers = [p.partition for p in partitions]
+        built = self._until_done(
+            lambda: self._sink.built_offsets(self._built_offsets_key, numbers),
+            RedisError,
+            "read of Redis's view",
+        )
+        if built is None:
+            # Stopping while Redis is down: take the partitions but read none of them.
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+            return
+        consumer.incremental_assign(
+            [TopicPartition(self._topic, p, _start_of(built[p])) for p in numbers]
+        )
+        self._view_built_to.update(built)
+        logger.info(
+            "partitions assigned: %s",
+            ", ".join(
+                f"{self._topic}[{p}] from {'the beginning' if built[p] is None else built[p]}"
+                for p in numbers
+            )
+            or "none",
+        )
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing is pending here: librdkafka runs rebalance callbacks only inside poll(),
         # consume() and close(), on this thread, and each batch is stored and committed
         # before the next poll().
+        self._forget(partitions)
         logger.info("partitions revoked: %s", _describe(partitions))
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
         logger.warning("partitions lost (their records will be re-read): %s", _describe(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._view_built_to.pop(p.partition, None)

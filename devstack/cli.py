@@ -103,7 +103,8 @@ stop it with `make down`""")
 
 
 def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
-    """The supervisor: start everything, report readiness, wait for a stop signal."""
+    """The supervisor: start everything, report readiness, restart what exits (with
+    backoff, like Compose's `restart: unless-stopped`) until a stop signal."""
     paths = Paths(settings.devstack_dir.resolve())
     # A handler, not a blocked signal mask: children inherit the mask and would then
     # ignore the SIGTERM that stops them.
@@ -122,15 +123,11 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
         with LocalStack(settings, paths.work) as stack:
             stack.start_services(cwd=Path.cwd())
             paths.pid.write_text(f"{os.getpid()}\n")
-            paths.state.write_text(
-                json.dumps(
-                    {p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()},
-                    indent=2,
-                )
-            )
+            _write_state(paths, stack)
             _report(ready_fd, "ready")
             ready = True
-            stop.wait()
+            # A restarted process has a new pid: `status` and `down` read it from the state.
+            stack.supervise(stop, on_restart=lambda _: _write_state(paths, stack))
             logger.info("%s: stopping the stack", received[0])
     except Exception as exc:
         logger.exception("the stack failed")
@@ -142,6 +139,14 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
         paths.state.unlink(missing_ok=True)
     logger.info("stack stopped")
     return 0
+
+
+def _write_state(paths: Paths, stack: LocalStack) -> None:
+    state = {p.name: {"pid": p.pid, "log": str(p.log_path)} for p in stack.processes()}
+    # Written whole, then renamed: a reader never sees half a file.
+    partial = paths.state.with_suffix(".tmp")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(paths.state)
 
 
 def _report(ready_fd: int | None, message: str) -> None:

@@ -2,12 +2,15 @@
 
 mirakuru starts the process in its own session, waits until the readiness check
 passes (or the process dies, or the timeout expires), and stops the whole process
-group with SIGTERM, then SIGKILL if it does not end in time.
+group with SIGTERM, then SIGKILL if it does not end in time. A process that ended by
+itself can be started again (`restart`); `RestartBackoff` spaces such restarts as
+Compose's restart policy does.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +37,30 @@ def tail_of(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+class RestartBackoff:
+    """Delays between restarts of a process that keeps ending, as Docker spaces them.
+
+    The delay doubles from `initial` up to `maximum`, and is back at `initial` once a
+    start has stayed up `reset_after` seconds: a service that crashes now and then
+    comes back at once, one that cannot start does not spin.
+    """
+
+    def __init__(
+        self, initial: float = 0.5, maximum: float = 60.0, reset_after: float = 10.0
+    ) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._reset_after = reset_after
+        self._next = initial
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self._reset_after:
+            self._next = self._initial
+        delay = self._next
+        self._next = min(self._maximum, delay * 2)
+        return delay
 
 
 class CheckedExecutor(Executor):
@@ -71,6 +98,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         start_timeout: float = 60.0,
         expected_returncode: int | None = None,
+        before_start: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
         self.log_path = log_path
@@ -81,8 +109,10 @@ class ManagedProcess:
         self._cwd = cwd
         self._start_timeout = start_timeout
         self._expected_returncode = expected_returncode
+        self._before_start = before_start
         self._executor: CheckedExecutor | None = None
         self._log: IO[str] | None = None
+        self._started_at = time.monotonic()
 
     @property
     def pid(self) -> int | None:
@@ -94,7 +124,28 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._executor is not None and bool(self._executor.running())
 
+    def exit_code(self) -> int | None:
+        """The exit code of a process that ended (negative: killed by that signal)."""
+        if self._executor is None or self._executor.process is None:
+            return None
+        code: int | None = self._executor.process.poll()
+        return code
+
+    def uptime(self) -> float:
+        """Seconds since the last start began."""
+        return time.monotonic() - self._started_at
+
+    def restart(self) -> None:
+        """Start again a process that ended: reap it and what it left, then start."""
+        if self._executor is not None:
+            self._executor.kill(wait=True)
+            self._executor = None
+        self._close_log()
+        self.start()
+
     def start(self) -> None:
+        self._before_start()
+        self._started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("a", buffering=1)
         self._executor = CheckedExecutor(

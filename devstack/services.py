@@ -79,22 +79,36 @@ def zookeeper(libs: Path, work_dir: Path, port: int) -> ManagedProcess:
     )
 
 
-def kafka_server_properties(*, port: int, zookeeper_port: int, log_dir: Path) -> str:
+def kafka_server_properties(
+    *,
+    port: int,
+    zookeeper_port: int,
+    log_dir: Path,
+    broker_id: int = 0,
+    cluster_size: int = 1,
+) -> str:
+    # In a cluster the internal topics get a replica on every broker, and a write needs
+    # two in-sync replicas, so that losing any one broker loses nothing acknowledged.
+    replicas = cluster_size
+    min_insync = min(2, cluster_size)
     return f"""\
-broker.id=0
+broker.id={broker_id}
 listeners=PLAINTEXT://{HOST}:{port}
 advertised.listeners=PLAINTEXT://{HOST}:{port}
 zookeeper.connect={HOST}:{zookeeper_port}
 zookeeper.connection.timeout.ms=18000
+# A broker killed and started again re-registers once its old session expired.
+zookeeper.session.timeout.ms=6000
 log.dirs={log_dir}
 # Topics are created on purpose, never by a typo in a client.
 auto.create.topics.enable=false
 num.partitions=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-# A single broker: let a new consumer group start at once.
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_insync}
+min.insync.replicas={min_insync}
+# Let a new consumer group start at once.
 group.initial.rebalance.delay.ms=0
 controlled.shutdown.enable=true
 """
@@ -109,15 +123,30 @@ def broker_answers(bootstrap: str) -> bool:
     return bool(metadata.brokers)
 
 
-def kafka(libs: Path, work_dir: Path, port: int, zookeeper_port: int) -> ManagedProcess:
+def kafka(
+    libs: Path,
+    work_dir: Path,
+    port: int,
+    zookeeper_port: int,
+    *,
+    broker_id: int = 0,
+    cluster_size: int = 1,
+    name: str = "kafka",
+) -> ManagedProcess:
     work_dir.mkdir(parents=True, exist_ok=True)
     properties = work_dir / "server.properties"
     properties.write_text(
-        kafka_server_properties(port=port, zookeeper_port=zookeeper_port, log_dir=work_dir / "data")
+        kafka_server_properties(
+            port=port,
+            zookeeper_port=zookeeper_port,
+            log_dir=work_dir / "data",
+            broker_id=broker_id,
+            cluster_size=cluster_size,
+        )
     )
     bootstrap = f"{HOST}:{port}"
     return ManagedProcess(
-        "kafka",
+        name,
         _java_command(libs, work_dir, "512m", "kafka.Kafka", str(properties)),
         log_path=work_dir / "kafka.log",
         ready=lambda: port_open(port) and broker_answers(bootstrap),
@@ -192,12 +221,14 @@ def consumer_worker(
 ) -> ManagedProcess:
     """The worker as its own process; ready when its loop wrote the first heartbeat."""
     health_file = work_dir / f"{name}.health"
-    health_file.unlink(missing_ok=True)
     return ManagedProcess(
         name,
         [sys.executable, "-m", "consumer_worker"],
         log_path=work_dir / f"{name}.log",
         ready=health_file.exists,
+        # A killed worker leaves its file behind: without this a restart looks ready
+        # before its loop runs.
+        before_start=lambda: health_file.unlink(missing_ok=True),
         env={**env, "WORKER_HEALTH_FILE": str(health_file)},
         cwd=cwd or work_dir,
     )

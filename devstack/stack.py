@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 from devstack import services
 from devstack.jars import ensure_kafka_libs
-from devstack.processes import ManagedProcess
+from devstack.processes import ManagedProcess, RestartBackoff, ServiceStartError
 from devstack.settings import DevstackSettings
 
 logger = logging.getLogger(__name__)
+
+# How often the supervisor looks for a process that ended.
+SUPERVISE_INTERVAL_SECONDS = 0.5
 
 
 @dataclass
@@ -127,6 +133,49 @@ class LocalStack:
             if process.name == name:
                 return process
         raise KeyError(name)
+
+    def supervise(
+        self, stop: threading.Event, on_restart: Callable[[ManagedProcess], None]
+    ) -> None:
+        """Until `stop` is set, start again every process that ends, with backoff.
+
+        Like Compose's `restart: unless-stopped`: a process that exits (crashed,
+        killed, or exited by itself) is logged and restarted after a delay that
+        grows while it keeps ending; only `stop` (`make down`) ends it for good.
+        """
+        backoffs: dict[str, RestartBackoff] = {}
+        restart_due: dict[str, float] = {}
+        while not stop.wait(SUPERVISE_INTERVAL_SECONDS):
+            for process in list(self._started):
+                if process.running():
+                    continue
+                due = restart_due.get(process.name)
+                if due is None:
+                    backoff = backoffs.setdefault(process.name, RestartBackoff())
+                    delay = backoff.next_delay(process.uptime())
+                    restart_due[process.name] = time.monotonic() + delay
+                    logger.warning(
+                        "%s exited with code %s after %.0fs; restarting it in %.1fs",
+                        process.name,
+                        process.exit_code(),
+                        process.uptime(),
+                        delay,
+                    )
+                elif time.monotonic() >= due and not stop.is_set():
+                    del restart_due[process.name]
+                    self._restart(process, on_restart)
+
+    def _restart(
+        self, process: ManagedProcess, on_restart: Callable[[ManagedProcess], None]
+    ) -> None:
+        try:
+            process.restart()
+        except ServiceStartError as exc:
+            # Still not running: the next round schedules another try, later.
+            logger.error("%s", str(exc).splitlines()[0])
+            return
+        logger.info("%s restarted (pid %s)", process.name, process.pid)
+        on_restart(process)
 
     def stop(self) -> None:
         """Stop everything started, newest first; keep going if one stop fails."""

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from producer_api.deps import AppState
+from producer_api.docs import install_docs
 from producer_api.errors import install_error_handlers
 from producer_api.publisher import KafkaPublisher
 from producer_api.routes import health, readings
@@ -35,7 +36,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
             yield {
                 "settings": app_settings,
                 "publisher": publisher,
-                "store": ReadingStore(redis_client),
+                "store": ReadingStore(redis_client, app_settings.redis_deadline_seconds),
             }
         finally:
             await publisher.close(app_settings.shutdown_flush_timeout_seconds)
@@ -46,7 +47,14 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
         version=version("memtelemetry"),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette's body limit: 413 when Content-Length is over it, before the body is
+        # read; otherwise counted chunk by chunk, 413 as soon as the count passes it.
+        max_body_size=app_settings.api_max_body_bytes,
+        # FastAPI's docs pages load their assets from a CDN; install_docs serves them.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(readings)
     app.include_router(health)

@@ -1,4 +1,8 @@
-"""Typed dependencies: the clients the lifespan built, handed to the routes."""
+"""Typed dependencies: the clients the lifespan built, handed to the routes.
+
+They only read request state, so they are `async def`: FastAPI runs a plain `def`
+dependency in its thread pool on every request.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +23,17 @@ class AppState(TypedDict):
     store: ReadingStore
 
 
-def get_settings(request: Request) -> ProducerSettings:
+async def get_settings(request: Request) -> ProducerSettings:
     settings: ProducerSettings = request.state.settings
     return settings
 
 
-def get_publisher(request: Request) -> KafkaPublisher:
+async def get_publisher(request: Request) -> KafkaPublisher:
     publisher: KafkaPublisher = request.state.publisher
     return publisher
 
 
-def get_store(request: Request) -> ReadingStore:
+async def get_store(request: Request) -> ReadingStore:
     store: ReadingStore = request.state.store
     return store
 

@@ -1,14 +1,21 @@
-"""Failures of Kafka or Redis become 503 answers with a clear detail and Retry-After."""
+"""Error answers: Kafka or Redis failures become 503 with a clear detail and Retry-After;
+bad requests get answers that are safe to encode (see `validation_errors`) and a full
+`Allow` on 405 (see `allowed_methods`)."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from producer_api.allowed_methods import method_not_allowed
 from producer_api.publisher import DeliveryError
+from producer_api.store import RedisDeadlineExceededError
+from producer_api.validation_errors import invalid_request
 from telemetry_common.storage import DamagedStoredReadingError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,13 @@ async def _redis_failed(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _redis_too_slow(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("Redis call exceeded its deadline for %s: %s", request.url.path, exc)
+    return _unavailable(
+        f"{exc}; it is unavailable or overloaded. Retry later.", REDIS_RETRY_AFTER_SECONDS
+    )
+
+
 async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse:
     # Not the client's fault and not passing: someone edited or corrupted the hash.
     logger.error("damaged data in Redis for %s: %s", request.url.path, exc)
@@ -53,4 +67,7 @@ async def _stored_data_damaged(request: Request, exc: Exception) -> JSONResponse
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeliveryError, _delivery_failed)
     app.add_exception_handler(RedisError, _redis_failed)
+    app.add_exception_handler(RedisDeadlineExceededError, _redis_too_slow)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_exception_handler(DamagedStoredReadingError, _stored_data_damaged)

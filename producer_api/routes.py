@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from producer_api.deps import PublisherDep, SettingsDep, StoreDep
+from producer_api.json_route import StrictJsonRoute
 from telemetry_common.contract import (
     MACHINE_ID_MAX_LENGTH,
     MACHINE_ID_PATTERN,
@@ -33,6 +35,21 @@ MachineId = Annotated[
     ),
 ]
 
+
+class ErrorMessage(BaseModel):
+    """The body of an error answer other than 422: what was wrong, in words."""
+
+    detail: str
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {
+        "model": ErrorMessage,
+        "description": description,
+        "content": {"application/json": {"example": {"detail": example}}},
+    }
+
+
 _KAFKA_POSITION_HEADERS: dict[str, Any] = {
     PARTITION_HEADER: {
         "description": "Kafka partition of the record.",
@@ -41,11 +58,37 @@ _KAFKA_POSITION_HEADERS: dict[str, Any] = {
     OFFSET_HEADER: {"description": "Kafka offset of the record.", "schema": {"type": "integer"}},
 }
 _UNAVAILABLE: dict[str, Any] = {
+    "model": ErrorMessage,
     "description": "Kafka or Redis is unavailable; retry after `Retry-After` seconds.",
     "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
 }
 
-readings = APIRouter(tags=["readings"])
+
+# The answers to a bad request body, in the order they are checked (422, the model's
+# errors, comes last and FastAPI documents it itself).
+_BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        "The body is not strict JSON: empty, not UTF-8, not JSON, a duplicate key, NaN or "
+        "Infinity, an integer of more than 20 digits, or nested too deeply.",
+        'duplicate key "used" in a JSON object',
+    ),
+    # Starlette's body limit answers in plain text when Content-Length already says the
+    # body is too large (the route never runs), in JSON when a streamed body passes it.
+    413: {
+        "model": ErrorMessage,
+        "description": "The body is larger than `API_MAX_BODY_BYTES`.",
+        "content": {
+            "application/json": {"example": {"detail": "Content Too Large"}},
+            "text/plain": {"schema": {"type": "string"}, "example": "Content Too Large"},
+        },
+    },
+    415: _error(
+        "The body is not `application/json` in UTF-8, or has a Content-Encoding.",
+        "the body must be application/json",
+    ),
+}
+
+readings = APIRouter(tags=["readings"], route_class=StrictJsonRoute)
 health = APIRouter(tags=["health"])
 
 
@@ -58,6 +101,7 @@ health = APIRouter(tags=["health"])
             "description": "The broker acknowledged the reading.",
             "headers": _KAFKA_POSITION_HEADERS,
         },
+        **_BAD_BODY,
         503: _UNAVAILABLE,
     },
 )

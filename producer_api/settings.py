@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from telemetry_common.settings import KafkaSettings, RedisSettings
 
@@ -27,6 +27,36 @@ class ProducerSettings(KafkaSettings, RedisSettings):
     shutdown_flush_timeout_seconds: float = Field(
         10.0, gt=0, description="At shutdown, how long to wait for unsent records."
     )
+    redis_deadline_seconds: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description=(
+            "Overall bound on each Redis call of the API, the client's retries included; "
+            "after it the request answers 503. At least REDIS_TIMEOUT_SECONDS."
+        ),
+    )
+    # One reading is about 130 bytes; 1 MiB leaves room for batches of several thousand.
+    api_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description=(
+            "Largest request body the API accepts, in bytes; a larger one is answered 413 "
+            "before it is read further."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _deadline_covers_one_attempt(self) -> Self:
+        # A deadline shorter than one attempt's socket timeout would cut every slow but
+        # healthy call short and make REDIS_TIMEOUT_SECONDS meaningless.
+        if self.redis_deadline_seconds < self.redis_timeout_seconds:
+            raise ValueError(
+                f"REDIS_DEADLINE_SECONDS ({self.redis_deadline_seconds}) must be at least "
+                f"REDIS_TIMEOUT_SECONDS ({self.redis_timeout_seconds})"
+            )
+        return self
 
     def producer_config(self) -> dict[str, Any]:
         """librdkafka settings of the API's idempotent producer, with a bounded delivery."""

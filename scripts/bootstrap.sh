@@ -5,7 +5,8 @@
 #                                  enough for lint, typecheck and the unit tests
 #   scripts/bootstrap.sh [all]     also redis-server, a Java runtime and Maven, and the
 #                                  Kafka 3.9 jars from Maven Central: what the local stack,
-#                                  the integration and the end-to-end tests run
+#                                  the integration and the end-to-end tests run; and
+#                                  Chromium, for the browser tests
 #
 # Quick when everything is already there.
 set -euo pipefail
@@ -64,6 +65,8 @@ services() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  # The browser tier drives Debian's Chromium; Playwright never downloads a browser.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   if ((${#missing[@]})); then
     apt_install "${missing[@]}"
   fi

@@ -6,6 +6,7 @@ other's records, and no test touches a stack a person runs with `make up`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,14 +27,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The folder a test lives in is its tier.
     for item in items:
         tier = Path(item.fspath).relative_to(TESTS_ROOT).parts[0]
-        if tier in {"unit", "integration", "e2e"}:
+        if tier in {"unit", "integration", "e2e", "browser", "compose", "faults"}:
             item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = DevstackSettings.on_free_ports(kafka_topic_partitions=TOPIC_PARTITIONS)
-    with LocalStack(settings, tmp_path_factory.mktemp("stack")) as local:
+    backend = LocalStack
+    # MEMTEL_TEST_BACKEND=containers: the infrastructure in the project's images.
+    if os.environ.get("MEMTEL_TEST_BACKEND", "processes") == "containers":
+        from devstack.containers import ContainerStack  # imported only here: needs Docker
+
+        backend = ContainerStack
+    with backend(settings, tmp_path_factory.mktemp("stack")) as local:
         yield local
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,13 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_up_runs_the_whole_system_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+def recorded_pids(state_file: Path) -> dict[str, int]:
+    return {name: info["pid"] for name, info in json.loads(state_file.read_text()).items()}
+
+
+def test_up_runs_the_whole_system_restarts_what_crashes_and_down_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
     api_port = free_port()
     env = {
         **os.environ,
@@ -50,7 +57,7 @@ def test_up_runs_the_whole_system_and_down_leaves_nothing_running(tmp_path: Path
     try:
         assert started.returncode == 0, started.stderr
         assert f"http://127.0.0.1:{api_port}" in started.stdout
-        pids = {name: info["pid"] for name, info in json.loads(state_file.read_text()).items()}
+        pids = recorded_pids(state_file)
         assert set(pids) == {"zookeeper", "kafka", "redis", "producer-api", "consumer-worker"}
 
         assert devstack("status", env, tmp_path).returncode == 0
@@ -63,6 +70,24 @@ def test_up_runs_the_whole_system_and_down_leaves_nothing_running(tmp_path: Path
             assert client.post("/cpu-info/cli-1", json=READING).status_code == 200
             wait_until(
                 lambda: client.get("/cpu-info/cli-1").status_code == 200, 30, "the reading stored"
+            )
+
+            # A crashed worker is restarted, as Compose's restart policy does.
+            crashed = pids["consumer-worker"]
+            os.kill(crashed, signal.SIGKILL)
+
+            def restarted() -> int | None:
+                pid = recorded_pids(state_file)["consumer-worker"]
+                return pid if pid != crashed and alive(pid) else None
+
+            pids["restarted consumer-worker"] = wait_until(restarted, 60, "a new worker")
+            log = (tmp_path / "devstack" / "logs" / "devstack.log").read_text()
+            assert "consumer-worker exited with code -9" in log
+            assert client.post("/cpu-info/cli-2", json=READING).status_code == 200
+            wait_until(
+                lambda: client.get("/cpu-info/cli-2").status_code == 200,
+                60,
+                "a reading stored by the restarted worker",
             )
     finally:
         stopped = devstack("down", env, tmp_path)

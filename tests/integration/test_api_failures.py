@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devstack import services
 from devstack.ports import free_port
+from devstack.processes import ManagedProcess
 from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
@@ -88,3 +94,76 @@ async def test_get_answers_503_when_redis_is_down(own_stack: LocalStack) -> None
     assert "Redis is unavailable" in response.json()["detail"]
     assert response.headers["Retry-After"]
     assert ready.json()["checks"]["redis"] == "unavailable"
+
+
+@dataclass
+class OwnRedis:
+    server: ManagedProcess
+    url: str
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis server of this test's own, so that freezing it disturbs no other test."""
+    port = free_port()
+    server = services.redis(tmp_path / "redis", port)
+    server.start()
+    try:
+        yield OwnRedis(server, f"redis://{services.HOST}:{port}/0")
+    finally:
+        server.stop()
+
+
+@contextmanager
+def frozen(process: ManagedProcess) -> Iterator[None]:
+    """SIGSTOP the process: its port still accepts connections, but nothing answers."""
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+
+REDIS_TIMEOUT_SECONDS = 1.0
+REDIS_DEADLINE_SECONDS = 1.5
+# What a caller may rely on: the deadline, and a little for the event loop and the answer.
+REDIS_BOUND_SECONDS = REDIS_DEADLINE_SECONDS + 0.5
+
+
+async def test_get_and_readiness_answer_503_within_the_deadline_when_redis_hangs(
+    stack: LocalStack, own_redis: OwnRedis
+) -> None:
+    settings = ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_topic=stack.settings.kafka_topic,
+        redis_url=own_redis.url,
+        redis_timeout_seconds=REDIS_TIMEOUT_SECONDS,
+        redis_deadline_seconds=REDIS_DEADLINE_SECONDS,
+        shutdown_flush_timeout_seconds=0.5,
+    )
+    async with api_client(settings) as client:
+        # A pooled connection exists before the freeze, as in a running service.
+        assert (await client.get("/cpu-info/m1")).status_code == 404
+        with frozen(own_redis.server):
+            started = time.monotonic()
+            response = await client.get("/cpu-info/m1")
+            get_elapsed = time.monotonic() - started
+
+            started = time.monotonic()
+            ready = await client.get("/readyz")
+            ready_elapsed = time.monotonic() - started
+
+        # Without the deadline, redis-py's retries took several socket timeouts.
+        assert response.status_code == 503
+        assert f"did not answer within {REDIS_DEADLINE_SECONDS:g} s" in response.json()["detail"]
+        assert int(response.headers["Retry-After"]) > 0
+        assert get_elapsed < REDIS_BOUND_SECONDS, f"GET took {get_elapsed:.2f}s"
+
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"kafka": "ok", "redis": "unavailable"}
+        assert ready_elapsed < REDIS_BOUND_SECONDS, f"readiness took {ready_elapsed:.2f}s"
+
+        # The timed-out connections were dropped, not returned to the pool half-read.
+        assert (await client.get("/cpu-info/m1")).status_code == 404

@@ -91,7 +91,7 @@ def test_a_restarted_worker_resumes_where_it_committed(
     assert stored_used(redis_client, first) is None
 
 
-def test_an_undecodable_record_is_skipped_and_the_rest_is_stored(
+def test_an_undecodable_record_is_dead_lettered_and_the_rest_is_stored(
     stack: LocalStack, topic: str, worker_settings: WorkerSettings, redis_client: redis.Redis
 ) -> None:
     machine_id = unique("m")
@@ -108,7 +108,7 @@ def test_an_undecodable_record_is_skipped_and_the_rest_is_stored(
     with running_worker(worker_settings) as worker:
         wait_until(lambda: stored_used(redis_client, machine_id) == 7, 30, "the valid record")
         wait_until(lambda: all_committed(stack, worker_settings), 30, "offsets past the bad ones")
-        assert worker.records_skipped == 3
+        assert worker.records_dead_lettered == 3
 
 
 def test_a_replayed_older_record_never_overwrites_a_newer_one(redis_client: redis.Redis) -> None:
@@ -154,7 +154,7 @@ def test_while_redis_is_down_nothing_is_committed_and_nothing_lost(
         with running_worker(settings) as worker:
             redis_process.stop()
             produce(stack.bootstrap_servers, topic, [record(machine_id, 3)])
-            wait_until(lambda: worker.failed_writes >= 2, 30, "the worker to retry the write")
+            wait_until(lambda: worker.failed_redis_calls >= 2, 30, "the worker to retry Redis")
             # The worker has the record but cannot store it: it must not commit.
             committed = committed_offsets(
                 stack.bootstrap_servers, settings.kafka_consumer_group, topic, TOPIC_PARTITIONS

@@ -3,8 +3,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
+
 from consumer_worker.batch import build_batch
-from telemetry_common.contract import MemoryReading, encode_record
+from telemetry_common.contract import InvalidRecordError, MemoryReading, encode_record
 from tests.helpers import READING, reading
 
 RECEIVED_AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -20,6 +22,7 @@ class FakeRecord:
     _offset: int
     _timestamp_ms: int = 1_700_000_000_000
     _topic: str = "readings"
+    _headers: list[tuple[str, str | bytes | None]] | None = None
 
     def topic(self) -> str:
         return self._topic
@@ -38,6 +41,9 @@ class FakeRecord:
 
     def timestamp(self) -> tuple[int, int]:
         return (1, self._timestamp_ms)
+
+    def headers(self) -> list[tuple[str, str | bytes | None]] | None:
+        return self._headers
 
 
 def record(machine_id: str, partition: int, offset: int, **changes: int) -> FakeRecord:
@@ -65,7 +71,7 @@ def test_readings_of_one_machine_from_two_partitions_are_both_kept() -> None:
     assert sorted((r.partition, r.offset) for r in batch.readings) == [(0, 10), (2, 3)]
 
 
-def test_next_offsets_cover_every_record_including_skipped_ones() -> None:
+def test_next_offsets_cover_every_record_including_rejected_ones() -> None:
     batch = build_batch(
         [
             record("m1", 0, 10),
@@ -75,7 +81,7 @@ def test_next_offsets_cover_every_record_including_skipped_ones() -> None:
         ]
     )
     assert batch.next_offsets == {("readings", 0): 12, ("readings", 1): 8, ("readings", 2): 100}
-    assert batch.skipped == 2
+    assert [(r.record.partition(), r.record.offset()) for r in batch.rejected] == [(0, 11), (2, 99)]
     assert {r.machine_id for r in batch.readings} == {"m1", "m2"}
 
 
@@ -90,3 +96,41 @@ def test_the_stored_reading_carries_its_kafka_position() -> None:
     (stored,) = build_batch([record("m1", 2, 41)]).readings
     assert (stored.partition, stored.offset, stored.timestamp_ms) == (2, 41, 1_700_000_000_000)
     assert stored.reading.model_dump() == READING
+
+
+class ExplodingRecord(FakeRecord):
+    """A record whose timestamp cannot even be read: an error nobody foresaw."""
+
+    def timestamp(self) -> tuple[int, int]:
+        raise RuntimeError("boom")
+
+
+def test_any_error_while_turning_a_record_into_a_write_rejects_only_that_record() -> None:
+    good = record("m1", 0, 1)
+    exploding = ExplodingRecord(good._key, good._value, 0, 2)
+    batch = build_batch([good, exploding, record("m2", 0, 3)])
+    assert {r.machine_id for r in batch.readings} == {"m1", "m2"}
+    ((rejected_record, error),) = [(r.record, r.error) for r in batch.rejected]
+    assert rejected_record is exploding
+    assert isinstance(error, RuntimeError)
+    assert batch.next_offsets == {("readings", 0): 4}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (None, None),
+        (b"\xff\xfe", b"{}"),
+        (b"m1", b"not json"),
+        (b"m1", b"[]"),
+        (b"m1", b'{"schema_version": 1}'),
+        (b"bad id!", b"{}"),
+    ],
+)
+def test_contract_breaking_records_are_rejected_with_their_reason(
+    key: bytes | None, value: bytes | None
+) -> None:
+    batch = build_batch([FakeRecord(key, value, 0, 5)])
+    assert batch.readings == []
+    (rejected,) = batch.rejected
+    assert isinstance(rejected.error, InvalidRecordError)

@@ -10,8 +10,13 @@ from telemetry_common.contract import MemoryReading
 from telemetry_common.storage import (
     STORE_ARGV_ORDER,
     DamagedStoredReadingError,
+    PartitionStep,
+    StoreBatchResult,
     StoredReading,
+    built_offset_field,
+    built_offsets_key,
     latest_reading_key,
+    store_batch_call,
 )
 from tests.helpers import READING
 
@@ -41,3 +46,29 @@ def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
 def test_a_damaged_hash_is_reported() -> None:
     with pytest.raises(DamagedStoredReadingError, match="damaged"):
         StoredReading.from_redis_hash("m1", {"reading": "{}"})
+
+
+def test_the_built_offsets_hash_is_namespaced_per_group_and_topic() -> None:
+    assert built_offsets_key("writers", "readings") == "memtel:v1:built:writers:readings"
+    assert built_offset_field(3) == "3"
+
+
+def test_the_batch_script_gets_the_steps_then_every_reading() -> None:
+    stored = StoredReading(
+        machine_id="m1",
+        reading=MemoryReading.model_validate(READING),
+        partition=2,
+        offset=41,
+        timestamp_ms=1_700_000_000_000,
+        received_at=RECEIVED_AT,
+    )
+    keys, args = store_batch_call(
+        "built", [PartitionStep(2, None, 42), PartitionStep(5, 7, 9)], [stored]
+    )
+    assert keys == ["built", latest_reading_key("m1")]
+    assert args == [2, "2", "", 42, "5", "7", 9, *stored.store_args()]
+
+
+def test_the_batch_reply_names_the_partitions_out_of_step() -> None:
+    result = StoreBatchResult.from_reply([3, [b"1", b"", b"4", b"17"]])
+    assert result == StoreBatchResult(written=3, out_of_step={1: None, 4: 17})

@@ -1,4 +1,4 @@
-"""The Compose file and the Dockerfile, read the way Docker reads them (for static tests)."""
+"""The Compose file and the Dockerfiles, read the way Docker reads them (for static tests)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import yaml
 ROOT = Path(__file__).parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+KAFKA_DOCKERFILE = ROOT / "docker" / "kafka" / "Dockerfile"
+REDIS_DOCKERFILE = ROOT / "docker" / "redis" / "Dockerfile"
+DOCKERFILES = (DOCKERFILE, KAFKA_DOCKERFILE, REDIS_DOCKERFILE)
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")
@@ -48,11 +51,13 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: interpolate(str(value)) for key, value in environment.items()}
 
 
-def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+def published_ports(
+    service: dict[str, Any], env: dict[str, str] | None = None
+) -> set[tuple[int, int]]:
     """(host, container) pairs of a service's short-syntax port mappings."""
     pairs = set()
     for mapping in service.get("ports", []):
-        host, container = interpolate(str(mapping)).rsplit(":", 2)[-2:]
+        host, container = interpolate(str(mapping), env).rsplit(":", 2)[-2:]
         pairs.add((int(host), int(container)))
     return pairs
 
@@ -62,6 +67,7 @@ class Stage:
     name: str
     base: str
     copies: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
     user: str | None = None
     cmd: list[str] = field(default_factory=list)
     healthcheck: list[str] = field(default_factory=list)
@@ -75,9 +81,12 @@ def _exec_form(text: str) -> list[str]:
     return shlex.split(text)
 
 
-def load_dockerfile() -> dict[str, Stage]:
-    """Stages of the Dockerfile with what the tests look at (continuations joined)."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+def load_dockerfile(path: Path = DOCKERFILE) -> dict[str, Stage]:
+    """Stages of a Dockerfile with what the tests look at (continuations joined).
+
+    A stage without a name is named after its position ("stage-1", as Docker does).
+    """
+    text = re.sub(r"\\\n", " ", path.read_text())
     stages: dict[str, Stage] = {}
     current: Stage | None = None
     for raw in text.splitlines():
@@ -88,18 +97,22 @@ def load_dockerfile() -> dict[str, Stage]:
         instruction = instruction.upper()
         if instruction == "FROM":
             words = rest.split()
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else words[0]
+            named = len(words) >= 3 and words[1].upper() == "AS"
+            name = words[2] if named else f"stage-{len(stages)}"
             base = words[0]
             parent = stages.get(base)
             current = Stage(name=name, base=base)
             if parent is not None:  # a stage built on another inherits its settings
                 current.copies = list(parent.copies)
+                current.runs = list(parent.runs)
                 current.user = parent.user
             stages[name] = current
         elif current is None:
             continue
-        elif instruction == "COPY":
+        elif instruction == "COPY" and "--from=" not in rest:  # from the build context
             current.copies.extend(word for word in rest.split()[:-1] if not word.startswith("--"))
+        elif instruction == "RUN":
+            current.runs.append(rest)
         elif instruction == "USER":
             current.user = rest.strip()
         elif instruction == "CMD":

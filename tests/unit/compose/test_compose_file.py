@@ -10,9 +10,11 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from consumer_worker.settings import WorkerSettings
+from devstack.containers import KAFKA_IMAGE, REDIS_IMAGE
 from producer_api.settings import ProducerSettings
 from tests.unit.compose.model import (
     ROOT,
+    interpolate,
     load_compose,
     load_schema,
     published_ports,
@@ -124,6 +126,19 @@ def test_ports_are_the_documented_ones(services: dict[str, Any]) -> None:
         assert "ports" not in services[internal]
 
 
+def test_host_ports_can_be_moved_and_kafka_advertises_the_moved_one(
+    services: dict[str, Any],
+) -> None:
+    # A second stack (the compose tests') publishes elsewhere than one a person runs.
+    moved = {"API_PUBLISHED_PORT": "15050", "KAFKA_PUBLISHED_PORT": "19092"}
+    moved["KOWL_PUBLISHED_PORT"] = "18080"
+    assert published_ports(services["producer-api"], moved) == {(15050, 5050)}
+    assert published_ports(services["kafka"], moved) == {(19092, 9092)}
+    assert published_ports(services["kowl"], moved) == {(18080, 8080)}
+    advertised = interpolate(services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"], moved)
+    assert "EXTERNAL://localhost:19092" in advertised.split(",")
+
+
 def test_kafka_has_a_listener_for_containers_and_one_for_the_host(
     services: dict[str, Any],
 ) -> None:
@@ -152,6 +167,19 @@ def test_images_are_pinned_to_versions(services: dict[str, Any]) -> None:
         assert tag != "latest", f"{name}: {image}"
 
 
+def test_every_image_but_kowls_is_built_here(services: dict[str, Any]) -> None:
+    built = {service["image"] for service in services.values() if "build" in service}
+    assert all(image.startswith("memtelemetry/") for image in built), built
+    for name, service in services.items():
+        if name == "kowl":
+            assert "build" not in service
+            assert service["image"] == "quay.io/cloudhut/kowl:v1.5.0"
+        elif "build" not in service:
+            # ZooKeeper and the topic job run the image the kafka service builds.
+            assert service["image"] == services["kafka"]["image"], name
+            assert service["pull_policy"] == "never", name
+
+
 def test_data_lives_in_named_volumes_only(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
@@ -165,11 +193,18 @@ def test_data_lives_in_named_volumes_only(
         assert mounted[stateful], f"{stateful} keeps its data in no volume"
 
 
-def test_redis_persists_to_an_append_only_file_and_takes_an_optional_password(
+def test_redis_keeps_its_data_in_a_volume_and_takes_an_optional_password(
     services: dict[str, Any],
 ) -> None:
+    # The image persists to /data and requires REDIS_PASSWORD when it is set.
     redis = services["redis"]
-    command = " ".join(redis["command"])
-    assert "--appendonly yes" in command
-    assert "$${REDIS_PASSWORD:+--requirepass" in command
+    assert "command" not in redis
+    assert redis["environment"] == {"REDIS_PASSWORD": "${REDIS_PASSWORD:-}"}
     assert "redis-data:/data" in redis["volumes"]
+
+
+def test_the_container_test_backend_runs_the_images_compose_builds(
+    services: dict[str, Any],
+) -> None:
+    assert services["kafka"]["image"] == KAFKA_IMAGE
+    assert services["redis"]["image"] == REDIS_IMAGE

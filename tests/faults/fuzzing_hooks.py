@@ -1,0 +1,53 @@
+"""Schemathesis hooks of the HTTP fuzzing (loaded through `schemathesis.toml`).
+
+Bodies that schemathesis generates as valid are made valid for the reading model too,
+so that `positive_data_acceptance` judges the API and not the generator:
+
+* the model refuses a column larger than `total` (the parts of a machine's memory
+  cannot exceed it), a rule JSON Schema cannot express: `total` is raised to the
+  largest column;
+* JSON Schema counts `1.0` as an integer, the model (documented: a float is refused)
+  does not: integral floats are sent as integers;
+* the generator compares against `maximum` in floating point, so it takes integers a
+  little above 2**63 - 1 for valid: they are brought down to it.
+
+Bodies generated as invalid are left exactly as generated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+from schemathesis import GenerationMode
+
+from telemetry_common.contract import MemoryReading
+
+_COLUMNS = tuple(MemoryReading.model_fields)
+_MAX_KIB = 2**63 - 1
+
+
+def _as_integer(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _is_reading_shaped(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and set(body) == set(_COLUMNS)
+        and all(type(body[name]) is int and body[name] >= 0 for name in _COLUMNS)
+    )
+
+
+@schemathesis.hook
+def map_case(_: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
+    generated_valid = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    if not generated_valid or not isinstance(case.body, dict):
+        return case
+    body = {name: _as_integer(value) for name, value in case.body.items()}
+    if _is_reading_shaped(body):
+        columns = {name: min(body[name], _MAX_KIB) for name in _COLUMNS}
+        case.body = {**columns, "total": max(columns.values())}
+    return case

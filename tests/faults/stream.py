@@ -1,0 +1,346 @@
+"""A stream of readings through the API, and the ledger that checks nothing was lost.
+
+Each machine reports its readings one after another, as an agent does; the `used`
+column carries the reading's sequence number so that every value read back names the
+reading it came from. The ledger keeps what the API answered to each POST; `verify`
+compares every acknowledged reading with what GET serves and what the topic holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+from telemetry_common.contract import decode_record
+from tests.helpers import reading, unique, wait_until
+
+RESULTS_DIR = Path(__file__).parents[2] / "build" / "faults"
+
+# A client that got a 503 waits a little before the next reading (it does not honour
+# the full Retry-After, so that the stream keeps pressing on the failing system).
+_BACKOFF_AFTER_503_SECONDS = 0.2
+
+
+@dataclass
+class Acknowledged:
+    seq: int
+    partition: int
+    offset: int
+
+
+@dataclass
+class Ledger:
+    """What the API answered, per machine."""
+
+    bound_seconds: float
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    over_bound: int = 0
+    slowest_seconds: float = 0.0
+    acknowledged: dict[str, list[Acknowledged]] = field(default_factory=dict)
+    # Every sequence number sent per machine, acknowledged or not: a 503 means "not
+    # confirmed", so such a reading may still be stored.
+    attempted: dict[str, set[int]] = field(default_factory=dict)
+    # The answers over the bound: (seconds since the stream started, seconds, status).
+    slow: list[tuple[float, float, int]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def record(
+        self,
+        machine_id: str,
+        seq: int,
+        response: httpx.Response | None,
+        error: str | None,
+        seconds: float,
+    ) -> None:
+        self.sent += 1
+        self.attempted.setdefault(machine_id, set()).add(seq)
+        self.slowest_seconds = max(self.slowest_seconds, seconds)
+        if seconds > self.bound_seconds:
+            self.over_bound += 1
+            status = response.status_code if response is not None else 0
+            self.slow.append(
+                (round(time.monotonic() - seconds - self.started_at, 2), round(seconds, 2), status)
+            )
+        if response is None:
+            self.errors[error or "unknown"] += 1
+            return
+        self.statuses[response.status_code] += 1
+        if response.status_code == 200:
+            self.acknowledged.setdefault(machine_id, []).append(
+                Acknowledged(
+                    seq,
+                    int(response.headers["X-Kafka-Partition"]),
+                    int(response.headers["X-Kafka-Offset"]),
+                )
+            )
+
+    @property
+    def acked_count(self) -> int:
+        return sum(len(acks) for acks in self.acknowledged.values())
+
+    def last_acknowledged(self) -> dict[str, int]:
+        return {m: max(a.seq for a in acks) for m, acks in self.acknowledged.items() if acks}
+
+
+class ReadingStream:
+    """Streams readings from a process of its own while the test injects faults.
+
+    In its own process the load generator's timings do not depend on what the test
+    process does meanwhile (starting a broker, polling for readiness), so an answer
+    counted as slow was slow at the API.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        machines: int,
+        readings_per_machine: int,
+        bound_seconds: float,
+        rate_per_second: float = 400.0,
+    ) -> None:
+        self.api_url = api_url
+        self.machine_ids = [unique(f"m{n:04d}") for n in range(machines)]
+        self.readings_per_machine = readings_per_machine
+        self.bound_seconds = bound_seconds
+        context = multiprocessing.get_context("spawn")
+        self._sent = context.Value("q", 0)
+        self._results = context.SimpleQueue()
+        self._process = context.Process(
+            target=_stream_in_process,
+            args=(
+                api_url,
+                self.machine_ids,
+                readings_per_machine,
+                bound_seconds,
+                self._sent,
+                self._results,
+            ),
+            name="reading-stream",
+            daemon=True,
+        )
+
+    @property
+    def total(self) -> int:
+        return len(self.machine_ids) * self.readings_per_machine
+
+    def start(self) -> ReadingStream:
+        self._started_at = time.monotonic()
+        self._process.start()
+        return self
+
+    def elapsed(self) -> float:
+        """Seconds since the stream started, on the clock of its ledger."""
+        return round(time.monotonic() - self._started_at, 2)
+
+    def sent(self) -> int:
+        return int(self._sent.value)
+
+    def wait_for_sent(self, count: int, timeout: float) -> None:
+        wait_until(lambda: self.sent() >= count, timeout, f"{count} readings sent")
+
+    def join(self, timeout: float) -> Ledger:
+        wait_until(lambda: not self._results.empty(), timeout, "the stream to finish", 0.2)
+        outcome = self._results.get()
+        self._process.join(timeout=30)
+        if isinstance(outcome, str):
+            raise AssertionError(f"the stream failed: {outcome}")
+        ledger: Ledger = outcome
+        return ledger
+
+
+def _stream_in_process(
+    api_url: str,
+    machine_ids: list[str],
+    readings_per_machine: int,
+    bound_seconds: float,
+    rate_per_second: float,
+    sent: Any,
+    results: Any,
+) -> None:
+    ledger = Ledger(bound_seconds=bound_seconds)
+    try:
+        asyncio.run(
+            _stream(api_url, machine_ids, readings_per_machine, rate_per_second, ledger, sent)
+        )
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+        raise
+    results.put(ledger)
+
+
+async def _stream(
+    api_url: str,
+    machine_ids: list[str],
+    readings_per_machine: int,
+    rate_per_second: float,
+    ledger: Ledger,
+    sent: Any,
+) -> None:
+    # One connection per machine, as each agent has its own: a request never waits for
+    # a free connection, so its time is the API's answer time alone. The client's own
+    # timeout is well past the bound, so that a slow answer is counted, not cut short.
+    limits = httpx.Limits(max_connections=len(machine_ids))
+    timeout = httpx.Timeout(ledger.bound_seconds * 3)
+    async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as client:
+        # Machines report at a steady pace that keeps the API below saturation, so that
+        # what the ledger sees is the fault, not a queue of requests.
+        interval = len(machine_ids) / rate_per_second
+
+        async def report(machine_id: str) -> None:
+            next_at = time.monotonic()
+            for seq in range(1, readings_per_machine + 1):
+                next_at += interval
+                started = time.monotonic()
+                response: httpx.Response | None = None
+                error: str | None = None
+                try:
+                    response = await client.post(f"/cpu-info/{machine_id}", json=reading(used=seq))
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                ledger.record(machine_id, seq, response, error, time.monotonic() - started)
+                with sent.get_lock():
+                    sent.value += 1
+                if response is None or response.status_code != 200:
+                    await asyncio.sleep(_BACKOFF_AFTER_503_SECONDS)
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+        await asyncio.gather(*(report(m) for m in machine_ids))
+
+
+def served_seq(client: httpx.Client, machine_id: str) -> int | None:
+    response = client.get(f"/cpu-info/{machine_id}")
+    if response.status_code != 200:
+        return None
+    used: int = response.json()[machine_id]["used"]
+    return used
+
+
+@dataclass
+class Verdict:
+    lost_in_redis: list[str]
+    lost_in_topic: list[tuple[str, int]]
+    served_unsent: list[str]
+    caught_up_seconds: float
+
+
+def verify(
+    ledger: Ledger, api_url: str, bootstrap: str, topic: str, timeout: float = 120.0
+) -> Verdict:
+    """Wait until GET serves every machine's last acknowledged reading (or a newer one
+    that was sent), then check that the topic holds every acknowledged record."""
+    expected = ledger.last_acknowledged()
+    started = time.monotonic()
+    pending = dict(expected)
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+
+        def caught_up() -> bool:
+            for machine_id in list(pending):
+                seq = served_seq(client, machine_id)
+                if seq is not None and seq >= pending[machine_id]:
+                    del pending[machine_id]
+            return not pending
+
+        # A machine still pending at the timeout is reported below as lost.
+        with contextlib.suppress(AssertionError):
+            wait_until(caught_up, timeout, "every acknowledged reading served", interval=0.5)
+        caught_up_seconds = time.monotonic() - started
+        served = {m: served_seq(client, m) for m in expected}
+    served_unsent = [
+        m for m, seq in served.items() if seq is not None and seq not in ledger.attempted[m]
+    ]
+    return Verdict(
+        lost_in_redis=sorted(pending),
+        lost_in_topic=_missing_from_topic(ledger, bootstrap, topic),
+        served_unsent=served_unsent,
+        caught_up_seconds=caught_up_seconds,
+    )
+
+
+def _missing_from_topic(ledger: Ledger, bootstrap: str, topic: str) -> list[tuple[str, int]]:
+    """Every acknowledged (partition, offset) must hold that machine's reading."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("fault-audit"),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        found: dict[tuple[int, int], tuple[str, int]] = {}
+        done: set[int] = {p for p, end in ends.items() if end == 0}
+
+        def read_all() -> bool:
+            for message in consumer.consume(num_messages=5000, timeout=0.5):
+                assert message.error() is None, message.error()
+                part, offset = message.partition(), message.offset()
+                assert part is not None
+                assert offset is not None
+                record = decode_record(_as_bytes(message.key()), _as_bytes(message.value()))
+                found[(part, offset)] = (record.machine_id, record.reading.used)
+                if offset + 1 >= ends[part]:
+                    done.add(part)
+            return len(done) == len(partitions)
+
+        wait_until(read_all, 120, f"the whole of {topic}", interval=0)
+    finally:
+        consumer.close()
+    return [
+        (machine_id, ack.seq)
+        for machine_id, acks in ledger.acknowledged.items()
+        for ack in acks
+        if found.get((ack.partition, ack.offset)) != (machine_id, ack.seq)
+    ]
+
+
+def _as_bytes(data: bytes | str | None) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
+
+
+def report(name: str, ledger: Ledger, verdict: Verdict, **extra: Any) -> dict[str, Any]:
+    """The scenario's figures: printed, and kept in build/faults/NAME.json."""
+    figures: dict[str, Any] = {
+        "scenario": name,
+        "sent": ledger.sent,
+        "acknowledged": ledger.acked_count,
+        "status_503": ledger.statuses.get(503, 0),
+        "other_statuses": {
+            str(code): n for code, n in ledger.statuses.items() if code not in (200, 503)
+        },
+        "transport_errors": dict(ledger.errors),
+        "answers_over_bound": ledger.over_bound,
+        "bound_seconds": ledger.bound_seconds,
+        "slowest_answer_seconds": round(ledger.slowest_seconds, 3),
+        "slow_answers_by_status": dict(Counter(status for _, _, status in ledger.slow)),
+        "slow_answers_started_between": (
+            [min(t for t, _, _ in ledger.slow), max(t for t, _, _ in ledger.slow)]
+            if ledger.slow
+            else []
+        ),
+        "lost": len(verdict.lost_in_redis) + len(verdict.lost_in_topic),
+        "caught_up_seconds": round(verdict.caught_up_seconds, 2),
+        **extra,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\n[fault scenario] {json.dumps(figures)}")
+    return figures

@@ -1,0 +1,75 @@
+"""Property-based fuzzing of the HTTP API from its own OpenAPI document.
+
+Schemathesis runs every check on a real uvicorn process of the API, backed by the
+session's real Kafka and Redis: examples from the document, the coverage phase
+(boundary values, wrong types, wrong content types, undocumented methods) and
+random generation. No input may make the API answer a 5xx other than the
+documented 503; its answers must match what the document says. Settings and the
+reasons behind them: schemathesis.toml here, and docs/reliability.md ("HTTP fuzzing").
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from devstack import services
+from devstack.ports import free_port
+from devstack.stack import LocalStack
+from tests.helpers import unique
+
+HERE = Path(__file__).parent
+REPO_ROOT = HERE.parents[1]
+CONFIG = HERE / "schemathesis.toml"
+# The whole run, with room over its usual length on a busy two-core machine.
+RUN_TIMEOUT_SECONDS = 240
+
+
+@pytest.fixture
+def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
+    """The API and a worker as processes: readings the fuzzer posts become GET-able."""
+    port = free_port()
+    api = services.producer_api(
+        tmp_path,
+        {**stack.api_env(), "KAFKA_TOPIC": topic, "API_PORT": str(port), "LOG_LEVEL": "WARNING"},
+    )
+    worker = services.consumer_worker(
+        tmp_path,
+        {**stack.worker_env(), "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")},
+    )
+    with ExitStack() as running:
+        for process in (api, worker):
+            process.start()
+            running.callback(process.stop)
+        yield f"http://{services.HOST}:{port}"
+
+
+def test_no_input_makes_the_api_fail_or_contradict_its_document(api_url: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(CONFIG),
+            "--no-color",
+            "run",
+            f"{api_url}/openapi.json",
+            "--checks",
+            "all",
+            "--workers",
+            "2",
+        ],
+        cwd=REPO_ROOT,  # the hooks module is imported from here
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report

@@ -1,0 +1,131 @@
+"""Kafka is the log, Redis a view: a Redis that lost writes is rebuilt from the topic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import redis
+
+from consumer_worker.settings import WorkerSettings
+from devstack import services
+from devstack.ports import free_port
+from devstack.stack import LocalStack
+from telemetry_common.storage import built_offset_field, built_offsets_key, latest_reading_key
+from tests.helpers import (
+    TOPIC_PARTITIONS,
+    committed_offsets,
+    end_offsets,
+    produce,
+    running_worker,
+    unique,
+    wait_until,
+)
+from tests.integration.test_worker import record, stored_used
+
+
+def everything_stored(client: redis.Redis, machines: dict[str, int]) -> bool:
+    try:
+        return all(stored_used(client, m) == used for m, used in machines.items())
+    except redis.RedisError:
+        return False
+
+
+def produce_readings(stack: LocalStack, topic: str, machines: dict[str, int]) -> None:
+    produce(
+        stack.bootstrap_servers,
+        topic,
+        [record(m, used) for m, last in machines.items() for used in range(last + 1)],
+    )
+
+
+def test_a_flushed_redis_is_rebuilt_while_the_worker_runs_even_with_no_new_records(
+    stack: LocalStack, topic: str, worker_settings: WorkerSettings, redis_client: redis.Redis
+) -> None:
+    settings = worker_settings.model_copy(update={"worker_view_check_interval_seconds": 0.5})
+    machines = {unique("m"): n for n in range(1, 13)}
+    produce_readings(stack, topic, machines)
+    built_key = built_offsets_key(settings.kafka_consumer_group, topic)
+
+    with running_worker(settings) as worker:
+        wait_until(lambda: everything_stored(redis_client, machines), 30, "every reading")
+
+        # A Redis restored from an older copy: one partition's view back at its start,
+        # the readings written since gone.
+        partition_of = {
+            m: int(str(redis_client.hget(latest_reading_key(m), "partition"))) for m in machines
+        }
+        rolled_back = partition_of[next(iter(machines))]
+        redis_client.hset(built_key, built_offset_field(rolled_back), 0)
+        redis_client.delete(
+            *(latest_reading_key(m) for m, p in partition_of.items() if p == rolled_back)
+        )
+        wait_until(lambda: everything_stored(redis_client, machines), 30, "the rolled-back view")
+
+        # An emptied Redis (FLUSHALL, or a failover to an empty replica).
+        redis_client.flushall()
+        wait_until(lambda: everything_stored(redis_client, machines), 30, "the flushed view")
+        assert worker.view_replays >= 1 + TOPIC_PARTITIONS
+
+    ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
+    built = {int(p): int(o) for p, o in redis_client.hgetall(built_key).items()}
+    assert built == {p: end for p, end in ends.items() if end > 0}
+
+
+def test_redis_replaced_by_an_empty_instance_is_rebuilt_by_the_next_write(
+    stack: LocalStack, topic: str, worker_settings: WorkerSettings, tmp_path: Path
+) -> None:
+    port = free_port()
+    data_dir = tmp_path / "redis"
+    redis_process = services.redis(data_dir, port)
+    # No periodic check: the next batch's write must notice the empty Redis by itself.
+    settings = worker_settings.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{port}/0",
+            "redis_timeout_seconds": 0.5,
+            "worker_retry_max_backoff_seconds": 0.5,
+            "worker_view_check_interval_seconds": 3600,
+        }
+    )
+    machines = {unique("m"): n for n in range(1, 13)}
+    produce_readings(stack, topic, machines)
+    redis_process.start()
+    client = redis.Redis(port=port, decode_responses=True)
+    try:
+        with running_worker(settings):
+            wait_until(lambda: everything_stored(client, machines), 30, "every reading")
+
+            redis_process.stop()
+            shutil.rmtree(data_dir)  # a new instance: nothing of the old one's data
+            redis_process.start()
+            assert client.dbsize() == 0
+
+            # One new record per partition; each write finds its partition's view gone.
+            latest = {m: used + 1 for m, used in machines.items()}
+            produce(stack.bootstrap_servers, topic, [record(m, u) for m, u in latest.items()])
+            wait_until(lambda: everything_stored(client, latest), 60, "the rebuilt view")
+    finally:
+        client.close()
+        redis_process.stop()
+
+
+def test_a_worker_started_on_an_emptied_redis_rebuilds_it_past_the_committed_offsets(
+    stack: LocalStack, topic: str, worker_settings: WorkerSettings, redis_client: redis.Redis
+) -> None:
+    machines = {unique("m"): n for n in range(1, 7)}
+    produce_readings(stack, topic, machines)
+    with running_worker(worker_settings):
+        wait_until(lambda: everything_stored(redis_client, machines), 30, "every reading")
+    ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
+    committed = committed_offsets(
+        stack.bootstrap_servers, worker_settings.kafka_consumer_group, topic, TOPIC_PARTITIONS
+    )
+    assert {p: committed[p] for p, end in ends.items() if end > 0} == {
+        p: end for p, end in ends.items() if end > 0
+    }
+
+    # Redis loses everything while no worker runs; the group's commits are at the end.
+    redis_client.delete(*(latest_reading_key(m) for m in machines))
+    redis_client.delete(built_offsets_key(worker_settings.kafka_consumer_group, topic))
+    with running_worker(worker_settings):
+        wait_until(lambda: everything_stored(redis_client, machines), 30, "the rebuilt view")
