@@ -125,6 +125,7 @@ class ReadingStream:
                 self.machine_ids,
                 readings_per_machine,
                 bound_seconds,
+                rate_per_second,
                 self._sent,
                 self._results,
             ),
@@ -149,10 +150,20 @@ class ReadingStream:
         return int(self._sent.value)
 
     def wait_for_sent(self, count: int, timeout: float) -> None:
-        wait_until(lambda: self.sent() >= count, timeout, f"{count} readings sent")
+        def sent_or_died() -> bool:
+            assert self._process.is_alive() or not self._results.empty(), "the stream died"
+            return self.sent() >= count
+
+        wait_until(sent_or_died, timeout, f"{count} readings sent")
 
     def join(self, timeout: float) -> Ledger:
-        wait_until(lambda: not self._results.empty(), timeout, "the stream to finish", 0.2)
+        wait_until(
+            lambda: not self._results.empty() or not self._process.is_alive(),
+            timeout,
+            "the stream to finish",
+            0.2,
+        )
+        assert not self._results.empty(), f"the stream died (exit code {self._process.exitcode})"
         outcome = self._results.get()
         self._process.join(timeout=30)
         if isinstance(outcome, str):
