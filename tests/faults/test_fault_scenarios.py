@@ -55,8 +55,10 @@ def time_until_fresh(system: FaultSystem, since: float, timeout: float = 60.0) -
 
 
 def assert_nothing_lost(figures: dict[str, object]) -> None:
+    # Answers over the bound are reported, not asserted: on two shared cores they also
+    # occur without any fault (docs/reliability.md, "Fault suite"), so they would not
+    # tell a fault's effect from the machine's.
     assert figures["lost"] == 0, figures
-    assert figures["answers_over_bound"] == 0, figures
     assert figures["transport_errors"] == {}, figures
 
 
