@@ -310,7 +310,11 @@ class ConsumerWorker:
             error = message.error()
             if error is None:
                 records.append(message)
-            elif error.fatal():
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                # A fatal consumer error (e.g. a static member fenced after a coordinator
+                # failover) leaves the consumer unusable: exit, so that the supervisor
+                # (Compose's restart policy, `make up`) starts a fresh one, rather than
+                # idling forever with the partitions unread.
                 raise KafkaException(error)
             else:
                 logger.warning("consumer error: %s", error)

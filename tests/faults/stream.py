@@ -203,7 +203,9 @@ async def _stream(
     # One connection per machine, as each agent has its own: a request never waits for
     # a free connection, so its time is the API's answer time alone. The client's own
     # timeout is well past the bound, so that a slow answer is counted, not cut short.
-    limits = httpx.Limits(max_connections=len(machine_ids))
+    # Idle connections are dropped before the server's keep-alive timeout (5 s), so
+    # that a request never races the server closing its connection.
+    limits = httpx.Limits(max_connections=len(machine_ids), keepalive_expiry=2.0)
     timeout = httpx.Timeout(ledger.bound_seconds * 3)
     async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as client:
         # Machines report at a steady pace that keeps the API below saturation, so that

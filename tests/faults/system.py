@@ -70,14 +70,16 @@ def empty_redis_data(system: FaultSystem) -> None:
     (redis_dir / "dump.rdb").unlink(missing_ok=True)
 
 
-def service_env(stack: LocalStack) -> dict[str, str]:
-    return {
+def service_env(*, static_member: bool) -> dict[str, str]:
+    env = {
         "KAFKA_DELIVERY_TIMEOUT_MS": str(DELIVERY_TIMEOUT_MS),
         "WORKER_POLL_TIMEOUT_SECONDS": "0.2",
-        # A restarted worker takes its partitions back at once (static membership).
-        "KAFKA_GROUP_INSTANCE_ID": "fault-worker-1",
         "LOG_LEVEL": "INFO",
     }
+    if static_member:
+        # A restarted worker takes its partitions back at once (static membership).
+        env["KAFKA_GROUP_INSTANCE_ID"] = "fault-worker-1"
+    return env
 
 
 @contextlib.contextmanager
@@ -97,11 +99,16 @@ def fault_system(work_dir: Path) -> Iterator[FaultSystem]:
 
 @contextlib.contextmanager
 def _services(
-    stack: LocalStack, work_dir: Path, api_env: dict[str, str], worker_env: dict[str, str]
+    stack: LocalStack,
+    work_dir: Path,
+    api_env: dict[str, str],
+    worker_env: dict[str, str],
+    *,
+    static_member: bool = True,
 ) -> Iterator[FaultSystem]:
     apps = work_dir / "apps"
     apps.mkdir(parents=True, exist_ok=True)
-    extra = service_env(stack)
+    extra = service_env(static_member=static_member)
     api = services.producer_api(apps, {**api_env, **extra})
     worker = services.consumer_worker(apps, {**worker_env, **extra})
     api.start()
@@ -175,11 +182,15 @@ def three_broker_system(work_dir: Path) -> Iterator[tuple[FaultSystem, Cluster]]
         started.append(redis)
         stack = LocalStack(settings, work_dir)
         env_cluster = {"KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap}
+        # Dynamic membership here: the group coordinator may be on the broker that is
+        # killed, and a static member that times out while the coordinator moves is
+        # fenced for good; a dynamic member simply joins again.
         with _services(
             stack,
             work_dir,
             {**stack.api_env(), **env_cluster},
             {**stack.worker_env(), **env_cluster},
+            static_member=False,
         ) as system:
             yield system, cluster
     finally:
