@@ -87,7 +87,7 @@ class ContainerStack(LocalStack):
             self._network = Network(docker_network_kw={"labels": labels}).create()
             self._start_zookeeper(labels)
             self._start_kafka(labels)
-            self._create_topics()
+            services.create_stack_topics(self.bootstrap_servers, self.settings)
             self._start_redis(labels)
         except BaseException:
             self.stop()
@@ -145,15 +145,6 @@ class ContainerStack(LocalStack):
             "Kafka did not answer",
             START_TIMEOUT_SECONDS,
         )
-
-    def _create_topics(self) -> None:
-        for topic in (self.settings.kafka_topic, self.settings.kafka_dead_letter_topic):
-            services.create_topic(
-                self.bootstrap_servers,
-                topic,
-                self.settings.kafka_topic_partitions,
-                self.settings.kafka_topic_replication_factor,
-            )
 
     def _start_redis(self, labels: dict[str, str]) -> None:
         container = self._container(REDIS_IMAGE, "redis", labels)

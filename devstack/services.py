@@ -15,6 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
+from devstack.settings import DevstackSettings
 
 HOST = "127.0.0.1"
 
@@ -154,6 +155,17 @@ def kafka(
         start_timeout=90.0,
         expected_returncode=JVM_EXIT_ON_SIGTERM,
     )
+
+
+def create_stack_topics(bootstrap: str, settings: DevstackSettings) -> None:
+    """The readings topic and the dead-letter topic, as the stack's settings say."""
+    for topic in (settings.kafka_topic, settings.kafka_dead_letter_topic):
+        create_topic(
+            bootstrap,
+            topic,
+            settings.kafka_topic_partitions,
+            settings.kafka_topic_replication_factor,
+        )
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, replication_factor: int = 1) -> None:

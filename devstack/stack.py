@@ -90,13 +90,7 @@ class LocalStack:
                 self.settings.zookeeper_port,
             )
         )
-        for topic in (self.settings.kafka_topic, self.settings.kafka_dead_letter_topic):
-            services.create_topic(
-                self.bootstrap_servers,
-                topic,
-                self.settings.kafka_topic_partitions,
-                self.settings.kafka_topic_replication_factor,
-            )
+        services.create_stack_topics(self.bootstrap_servers, self.settings)
         password = self.settings.redis_password
         self._start(
             services.redis(

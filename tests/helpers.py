@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -15,6 +16,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
+from devstack import services
+from devstack.ports import free_port
+from devstack.processes import ManagedProcess
+from devstack.stack import LocalStack
 from producer_api.app import create_app
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import EXAMPLE_READING
@@ -137,6 +142,29 @@ def running_worker(settings: WorkerSettings) -> Iterator[ConsumerWorker]:
         thread.join(timeout=60)
         assert not thread.is_alive(), "the worker did not stop"
         assert not errors, errors
+
+
+@contextmanager
+def api_and_worker(
+    stack: LocalStack, work_dir: Path, env: dict[str, str]
+) -> Iterator[tuple[str, ManagedProcess]]:
+    """The API and a worker as processes of their own on `stack`, with `env` on top of
+    the stack's; yields the API's URL and the worker. Stopping the worker raises if it
+    does not exit cleanly on SIGTERM."""
+    api_port = free_port()
+    api = services.producer_api(work_dir, {**stack.api_env(), **env, "API_PORT": str(api_port)})
+    worker = services.consumer_worker(
+        work_dir, {**stack.worker_env(), "WORKER_POLL_TIMEOUT_SECONDS": "0.2", **env}
+    )
+    api.start()
+    try:
+        worker.start()
+        try:
+            yield f"http://{services.HOST}:{api_port}", worker
+        finally:
+            worker.stop()
+    finally:
+        api.stop()
 
 
 @asynccontextmanager

@@ -26,10 +26,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from devstack import services
-from devstack.ports import free_port
 from devstack.stack import LocalStack
-from tests.helpers import READING, unique, wait_until
+from tests.helpers import READING, api_and_worker, unique, wait_until
 
 # Debian's package, never a browser Playwright downloads: CI machines reach package
 # registries only, and the browser is then one the distribution keeps patched.
@@ -56,25 +54,9 @@ READINGS_PATH = "/cpu-info/{machine_id}"
 @pytest.fixture
 def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
     """The API and a worker as processes of their own, as they run in production."""
-    api_port = free_port()
-    overrides = {
-        "KAFKA_TOPIC": topic,
-        "KAFKA_CONSUMER_GROUP": unique("writers"),
-        "API_PORT": str(api_port),
-    }
-    api = services.producer_api(tmp_path, {**stack.api_env(), **overrides})
-    worker = services.consumer_worker(
-        tmp_path, {**stack.worker_env(), **overrides, "WORKER_POLL_TIMEOUT_SECONDS": "0.2"}
-    )
-    api.start()
-    try:
-        worker.start()
-        try:
-            yield f"http://127.0.0.1:{api_port}"
-        finally:
-            worker.stop()
-    finally:
-        api.stop()
+    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")}
+    with api_and_worker(stack, tmp_path, env) as (url, _):
+        yield url
 
 
 @pytest.fixture

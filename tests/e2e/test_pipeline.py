@@ -10,13 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack import services
-from devstack.ports import free_port
 from devstack.processes import ManagedProcess
 from devstack.stack import LocalStack
 from tests.helpers import (
     READING,
     TOPIC_PARTITIONS,
+    api_and_worker,
     committed_offsets,
     end_offsets,
     reading,
@@ -35,22 +34,10 @@ class System:
 
 @pytest.fixture
 def system(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[System]:
-    api_port = free_port()
     group = unique("writers")
-    overrides = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": group, "API_PORT": str(api_port)}
-    api = services.producer_api(tmp_path, {**stack.api_env(), **overrides})
-    worker = services.consumer_worker(
-        tmp_path, {**stack.worker_env(), **overrides, "WORKER_POLL_TIMEOUT_SECONDS": "0.2"}
-    )
-    api.start()
-    try:
-        worker.start()
-        try:
-            yield System(f"http://127.0.0.1:{api_port}", worker, topic, group)
-        finally:
-            worker.stop()  # raises if the worker does not exit 0 on SIGTERM
-    finally:
-        api.stop()
+    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": group}
+    with api_and_worker(stack, tmp_path, env) as (api_url, worker):
+        yield System(api_url, worker, topic, group)
 
 
 def latest(client: httpx.Client, machine_id: str) -> dict[str, int] | None:

@@ -13,15 +13,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from devstack import services
-from devstack.ports import free_port
 from devstack.stack import LocalStack
-from tests.helpers import unique
+from tests.helpers import api_and_worker, unique
 
 HERE = Path(__file__).parent
 REPO_ROOT = HERE.parents[1]
@@ -33,20 +30,9 @@ RUN_TIMEOUT_SECONDS = 240
 @pytest.fixture
 def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
     """The API and a worker as processes: readings the fuzzer posts become GET-able."""
-    port = free_port()
-    api = services.producer_api(
-        tmp_path,
-        {**stack.api_env(), "KAFKA_TOPIC": topic, "API_PORT": str(port), "LOG_LEVEL": "WARNING"},
-    )
-    worker = services.consumer_worker(
-        tmp_path,
-        {**stack.worker_env(), "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")},
-    )
-    with ExitStack() as running:
-        for process in (api, worker):
-            process.start()
-            running.callback(process.stop)
-        yield f"http://{services.HOST}:{port}"
+    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers"), "LOG_LEVEL": "WARNING"}
+    with api_and_worker(stack, tmp_path, env) as (url, _):
+        yield url
 
 
 def test_no_input_makes_the_api_fail_or_contradict_its_document(api_url: str) -> None:
