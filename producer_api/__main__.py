@@ -18,6 +18,7 @@ def main() -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the logging set up above
+        timeout_keep_alive=settings.api_keep_alive_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_flush_timeout_seconds),
     )
 

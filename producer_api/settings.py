@@ -12,6 +12,16 @@ from telemetry_common.settings import KafkaSettings, RedisSettings
 class ProducerSettings(KafkaSettings, RedisSettings):
     api_host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
     api_port: int = Field(5050, ge=1, le=65535, description="Port of the HTTP server.")
+    # A client reuses an idle connection until its own expiry (5 s in httpx and Node's
+    # agent, 60 s behind a cloud load balancer). If the server closes first, a request
+    # sent at that moment meets a reset socket and fails without an answer: the server's
+    # idle timeout must outlast the clients'. 75 s is nginx's default for the same reason.
+    api_keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="How long the server keeps an idle client connection open.",
+    )
     kafka_delivery_timeout_ms: int = Field(
         5000,
         ge=100,

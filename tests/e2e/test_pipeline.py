@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
+import select
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +114,23 @@ def test_sigterm_finishes_commits_and_exits_zero(stack: LocalStack, system: Syst
     assert {p: committed[p] for p, end in ends.items() if end > 0} == {
         p: end for p, end in ends.items() if end > 0
     }
+
+
+def test_an_idle_connection_outlives_a_client_s_keep_alive(system: System) -> None:
+    # httpx, like Node's agent, reuses an idle connection for up to 5 s. A server that
+    # closed it at the same moment would answer the next request with a reset.
+    client_keep_alive_seconds = 5.0
+    url = httpx.URL(system.api_url)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200
+        # Wait past the client's keep-alive for the server to close (readable at EOF).
+        readable, _, _ = select.select([connection.sock], [], [], client_keep_alive_seconds + 1)
+        assert readable == [], "the server closed an idle connection a client may reuse"
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
