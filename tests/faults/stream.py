@@ -202,11 +202,12 @@ async def _stream(
 ) -> None:
     # One connection per machine, as each agent has its own: a request never waits for
     # a free connection, so its time is the API's answer time alone. The client's own
-    # timeout is well past the bound, so that a slow answer is counted, not cut short.
-    # Idle connections are dropped before the server's keep-alive timeout (5 s), so
-    # that a request never races the server closing its connection.
-    limits = httpx.Limits(max_connections=len(machine_ids), keepalive_expiry=2.0)
-    timeout = httpx.Timeout(ledger.bound_seconds * 3)
+    # timeout is far past the bound, so that a slow answer is counted as slow (the
+    # ledger reports it), not cut short into a transport error. httpx's default idle
+    # expiry (5 s) is kept: the server keeps idle connections longer
+    # (API_KEEP_ALIVE_SECONDS), as it must for any client.
+    limits = httpx.Limits(max_connections=len(machine_ids))
+    timeout = httpx.Timeout(max(60.0, ledger.bound_seconds * 10))
     async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as client:
         # Machines report at a steady pace that keeps the API below saturation, so that
         # what the ledger sees is the fault, not a queue of requests.

@@ -79,8 +79,8 @@ def test_worker_sigkilled_three_times(tmp_path: Path) -> None:
         verdict = verify(ledger, system.api_url, system.bootstrap, system.topic)
         figures = report("worker_sigkill_x3", ledger, verdict, recovery_seconds=recoveries)
     assert_nothing_lost(figures)
-    assert ledger.statuses == {200: stream.total}
-    assert max(recoveries) < 10, recoveries
+    assert ledger.statuses == {200: stream.total}, figures
+    assert max(recoveries) < 10, figures
 
 
 def test_redis_killed_hung_and_replaced_by_an_empty_instance(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_redis_killed_hung_and_replaced_by_an_empty_instance(tmp_path: Path) -> 
         figures = report("redis_faults", ledger, verdict, recovery_seconds=recoveries)
     assert_nothing_lost(figures)
     # Writes never touch Redis: they are all acknowledged whatever Redis does.
-    assert ledger.statuses == {200: stream.total}
+    assert ledger.statuses == {200: stream.total}, figures
     assert verdict.served_unsent == []
 
 
@@ -148,7 +148,7 @@ def test_broker_sigkilled_for_fifteen_seconds(tmp_path: Path) -> None:
             "broker_sigkill_15s", ledger, verdict, recovery_seconds=recovery, killed_at=killed_at
         )
     assert_nothing_lost(figures)
-    assert set(ledger.statuses) <= {200, 503}, ledger.statuses
+    assert set(ledger.statuses) <= {200, 503}, figures
     assert after == [200] * 50
 
 
@@ -174,7 +174,7 @@ def test_partition_leader_sigkilled_in_a_three_broker_cluster(tmp_path: Path) ->
             "cluster_leader_sigkill", ledger, verdict, recovery_seconds=recovery, killed=leader
         )
     assert_nothing_lost(figures)
-    assert set(ledger.statuses) <= {200, 503}, ledger.statuses
+    assert set(ledger.statuses) <= {200, 503}, figures
 
 
 def poison_records(machine_id: str) -> list[tuple[bytes | None, bytes | None]]:
