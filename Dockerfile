@@ -1,4 +1,5 @@
-# One file, two images: `--target producer-api` and `--target consumer-worker`, on
+# One file, three images: `--target producer-api`, `--target consumer-worker` and
+# `--target memtel-agent`, on
 # debian:bookworm-slim with Debian's Python 3.11, running as the non-root user `app`.
 # The dependencies are installed from the pinned, hashed lock file
 # requirements/runtime.txt into a virtualenv; that layer is rebuilt only when the lock
@@ -44,6 +45,7 @@ COPY pyproject.toml README.md ./
 COPY telemetry_common/ ./telemetry_common/
 COPY producer_api/ ./producer_api/
 COPY consumer_worker/ ./consumer_worker/
+COPY memtel_agent/ ./memtel_agent/
 RUN pip wheel -q --no-deps --wheel-dir /wheels . \
  && pip install -q --no-compile --no-deps /wheels/*.whl \
  && rm -rf /src /wheels
@@ -65,3 +67,18 @@ ENV WORKER_HEALTH_FILE=/tmp/consumer-worker.health
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "consumer_worker.healthcheck", "--max-age", "30"]
 CMD ["python", "-m", "consumer_worker"]
+
+# Reports the memory of the machine it runs on. In a container /proc/meminfo is the
+# host's (the kernel is shared), so the agent reports the Docker host; Compose gives it
+# the host's name too (`uts: host`), the default machine id. Its buffer of readings the
+# API has not taken yet lives on a volume, so a restart loses none.
+FROM project AS memtel-agent
+WORKDIR /app
+RUN install -d -o app -g app /var/lib/memtel-agent
+USER app
+ENV AGENT_BUFFER_DIR=/var/lib/memtel-agent \
+    AGENT_HEALTH_FILE=/tmp/memtel-agent.health
+VOLUME /var/lib/memtel-agent
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "memtel_agent.healthcheck"]
+CMD ["python", "-m", "memtel_agent"]

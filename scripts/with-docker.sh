@@ -12,10 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Every service but Kowl, whose published image is pulled, never built.
-BUILT_SERVICES=(kafka redis producer-api consumer-worker)
+# Every service but Kowl, whose published image is pulled, never built. The agent is
+# in a profile; naming it builds it all the same.
+BUILT_SERVICES=(kafka redis producer-api consumer-worker agent)
 BUILT_IMAGES=(memtelemetry/kafka:3.9.2 memtelemetry/redis:7.0
-  memtelemetry/producer-api:0.1.0 memtelemetry/consumer-worker:0.1.0)
+  memtelemetry/producer-api:0.1.0 memtelemetry/consumer-worker:0.1.0
+  memtelemetry/memtel-agent:0.1.0)
 
 run_started=$SECONDS
 step_started=$SECONDS

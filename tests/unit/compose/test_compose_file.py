@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 
 from consumer_worker.settings import WorkerSettings
 from devstack.containers import KAFKA_IMAGE, REDIS_IMAGE
+from memtel_agent.settings import AgentSettings
 from producer_api.settings import ProducerSettings
 from tests.unit.compose.model import (
     ROOT,
@@ -54,7 +55,23 @@ def test_the_file_validates_against_the_official_compose_schema(
 
 
 def test_the_required_services_exist(services: dict[str, Any]) -> None:
-    assert set(services) == LONG_RUNNING | {"kafka-init"}
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == LONG_RUNNING | {"kafka-init"}
+
+
+def test_the_agent_is_optional_and_reports_the_host(services: dict[str, Any]) -> None:
+    agent = services["agent"]
+    assert agent["profiles"] == ["agent"]
+    assert agent["uts"] == "host"  # the host's name: the agent's default machine id
+    assert agent["restart"] == "unless-stopped"
+    assert agent["healthcheck"]["test"] == ["CMD", "python", "-m", "memtel_agent.healthcheck"]
+    assert "agent-buffer:/var/lib/memtel-agent" in agent["volumes"]
+    environment = service_environment(agent)
+    assert environment["AGENT_API_URL"] == "http://producer-api:5050"
+    read = {name.upper() for name in AgentSettings.model_fields}
+    assert set(environment) <= read, set(environment) - read
+    settings = AgentSettings.model_validate({k.lower(): v for k, v in environment.items() if v})
+    assert str(settings.agent_buffer_dir) == "/var/lib/memtel-agent"
 
 
 @pytest.mark.parametrize("name", sorted(LONG_RUNNING))
