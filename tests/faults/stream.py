@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -200,20 +201,31 @@ async def _stream(
     ledger: Ledger,
     sent: Any,
 ) -> None:
-    # One connection per machine, as each agent has its own: a request never waits for
-    # a free connection, so its time is the API's answer time alone. The client's own
-    # timeout is far past the bound, so that a slow answer is counted as slow (the
-    # ledger reports it), not cut short into a transport error. httpx's default idle
-    # expiry (5 s) is kept: the server keeps idle connections longer
+    # A client of its own per machine, as each agent has: a request never waits for a
+    # free connection, so its time is the API's answer time alone. (One httpx client
+    # with a connection per machine spends CPU in its pool on every request in
+    # proportion to the connections: at a few hundred requests a second it saturated
+    # this process, and its own queueing showed up as answers seconds late.) The
+    # client's timeout is far past the bound, so that a slow answer is counted as slow
+    # (the ledger reports it), not cut short into a transport error. httpx's default
+    # idle expiry (5 s) is kept: the server keeps idle connections longer
     # (API_KEEP_ALIVE_SECONDS), as it must for any client.
-    limits = httpx.Limits(max_connections=len(machine_ids))
     timeout = httpx.Timeout(max(60.0, ledger.bound_seconds * 10))
-    async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as client:
+    tls = ssl.create_default_context()  # built once, not once per client
+    clients = [
+        httpx.AsyncClient(
+            base_url=api_url, timeout=timeout, verify=tls, limits=httpx.Limits(max_connections=1)
+        )
+        for _ in machine_ids
+    ]
+    async with contextlib.AsyncExitStack() as open_clients:
+        for client in clients:
+            await open_clients.enter_async_context(client)
         # Machines report at a steady pace that keeps the API below saturation, so that
         # what the ledger sees is the fault, not a queue of requests.
         interval = len(machine_ids) / rate_per_second
 
-        async def report(machine_id: str) -> None:
+        async def report(machine_id: str, client: httpx.AsyncClient) -> None:
             next_at = time.monotonic()
             for seq in range(1, readings_per_machine + 1):
                 next_at += interval
@@ -231,7 +243,7 @@ async def _stream(
                     await asyncio.sleep(_BACKOFF_AFTER_503_SECONDS)
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-        await asyncio.gather(*(report(m) for m in machine_ids))
+        await asyncio.gather(*(report(m, c) for m, c in zip(machine_ids, clients, strict=True)))
 
 
 def served_seq(client: httpx.Client, machine_id: str) -> int | None:
