@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-compose test-integration-containers bench lint format typecheck check clean
+.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-compose test-integration-containers bench bench-quick lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ status: ## show what `make up` runs
 
 test: bootstrap ## run every test against real Kafka and Redis, then the container tiers
 	$(PYTHON) -m pytest -m "not compose"
-	@$(MAKE) --no-print-directory test-compose test-integration-containers
+	@$(MAKE) --no-print-directory test-compose test-integration-containers bench-quick
 
 test-unit: venv ## pure-logic tests only (no services)
 	$(PYTHON) -m pytest -m unit
@@ -53,9 +53,13 @@ test-compose: venv ## the Compose stack built and run on a Docker engine (instal
 test-integration-containers: bootstrap ## the integration tier on Kafka and Redis containers
 	MEMTEL_TEST_BACKEND=containers bash scripts/with-docker.sh $(PYTHON) -m pytest -m integration
 
-bench: bootstrap ## load and lag figures of the running system (start it with `make up`)
+bench: bootstrap ## each stage beside its ceiling, on a stack of its own (docs/benchmarks.md)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	$(PYTHON) -m benchmarks.pipeline
+	$(PYTHON) -m benchmarks --output bench/results/latest.json
+
+bench-quick: bootstrap ## the same stages at tiny sizes: fails only if a stage cannot run
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PYTHON) -m benchmarks --quick --output bench/results/quick.json
 
 lint: venv ## ruff lint and format check
 	$(PYTHON) -m ruff check .

@@ -1,5 +1,5 @@
-"""Pure logic of one batch: decode records, set bad ones aside, drop stale duplicates,
-compute offsets."""
+"""Pure logic of one batch: decode records, set bad ones aside, keep each machine's
+newest reading, compute offsets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from telemetry_common.contract import decode_record
-from telemetry_common.storage import StoredReading
+from telemetry_common.contract import decode_reading
+from telemetry_common.storage import ReadingWrite
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +43,29 @@ class RejectedRecord:
 class Batch:
     """Readings to store, records to dead-letter, and the offsets both move to."""
 
-    readings: list[StoredReading] = field(default_factory=list)
+    readings: list[ReadingWrite] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
     # (topic, partition) -> the next offset to read, i.e. last processed + 1.
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-def _as_bytes(data: bytes | str | None) -> bytes | None:
-    return data.encode() if isinstance(data, str) else data
-
-
-def to_stored_reading(record: KafkaRecord, partition: int, offset: int) -> StoredReading:
+def to_reading_write(record: KafkaRecord, partition: int, offset: int) -> ReadingWrite:
     """The write one record makes; raises if the record cannot make one."""
-    decoded = decode_record(_as_bytes(record.key()), _as_bytes(record.value()))
+    key, value = record.key(), record.value()
+    decoded = decode_reading(
+        key.encode() if isinstance(key, str) else key,
+        value.encode() if isinstance(value, str) else value,
+    )
     _, timestamp_ms = record.timestamp()
     if timestamp_ms <= 0:  # no broker or producer timestamp: fall back to receipt time
         timestamp_ms = int(decoded.received_at.timestamp() * 1000)
-    return StoredReading(
-        machine_id=decoded.machine_id,
-        reading=decoded.reading,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=timestamp_ms,
-        received_at=decoded.received_at,
+    return ReadingWrite(
+        decoded.machine_id,
+        decoded.columns,
+        partition,
+        offset,
+        timestamp_ms,
+        decoded.received_at,
     )
 
 
@@ -76,16 +76,21 @@ def build_batch(records: Sequence[KafkaRecord]) -> Batch:
     the worker's: whatever a producer put on the topic (not only what the contract
     names invalid) must not stop the records around it. Rejected records still move
     the offsets: they go to the dead-letter topic, not back to the start of the queue.
+    Of a machine's readings only the newest is kept (see `latest_per_machine`); the
+    offsets still cover every record.
     """
     batch = Batch()
+    next_offsets = batch.next_offsets
+    readings = []
     for record in records:
         topic, partition, offset = record.topic() or "", record.partition(), record.offset()
         if partition is None or offset is None:
             continue
         position = (topic, partition)
-        batch.next_offsets[position] = max(batch.next_offsets.get(position, 0), offset + 1)
+        if offset >= next_offsets.get(position, 0):
+            next_offsets[position] = offset + 1
         try:
-            batch.readings.append(to_stored_reading(record, partition, offset))
+            readings.append(to_reading_write(record, partition, offset))
         except Exception as exc:
             batch.rejected.append(RejectedRecord(record, exc))
             logger.warning(
@@ -96,18 +101,22 @@ def build_batch(records: Sequence[KafkaRecord]) -> Batch:
                 type(exc).__name__,
                 str(exc).splitlines()[0][:200] if str(exc) else "",
             )
-    batch.readings = latest_per_machine(batch.readings)
+    batch.readings = latest_per_machine(readings)
     return batch
 
 
-def latest_per_machine(readings: Iterable[StoredReading]) -> list[StoredReading]:
+def latest_per_machine(readings: Iterable[ReadingWrite]) -> list[ReadingWrite]:
     """Keep, per machine and partition, only the reading with the highest offset.
 
-    Older readings in the same batch would be overwritten at once, so they are not sent
-    to Redis. Readings of one machine from different partitions are all kept: the
-    store script orders them by timestamp.
+    The store script would overwrite the older readings in the same batch at once, so
+    they are not sent to Redis. A machine's records share a partition (the machine id
+    is the record key), so this is one reading per machine. Only after the topic was
+    repartitioned can a batch hold a machine's readings from two partitions: all are
+    kept, because the script orders those by timestamp against what Redis holds, and
+    writes a partition's readings only while that partition's view is in step; picking
+    one of them here could drop the one that Redis would have taken.
     """
-    newest: dict[tuple[str, int], StoredReading] = {}
+    newest: dict[tuple[str, int], ReadingWrite] = {}
     for reading in readings:
         slot = (reading.machine_id, reading.partition)
         kept = newest.get(slot)

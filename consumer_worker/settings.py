@@ -57,8 +57,57 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         ge=10_000,
         description="Longest gap between polls before the group reassigns the partitions.",
     )
+    # The consumer's memory is mostly what librdkafka fetches ahead: records in its
+    # queue, plus the fetch under way. Records arrive compressed (lz4 packs a reading
+    # into some 20 bytes), so a fetch of N bytes can unpack into ten times as much.
+    kafka_queued_max_messages_kbytes: int = Field(
+        1_024,
+        ge=1,
+        le=2_097_151,
+        description=(
+            "Most KiB of records librdkafka queues ahead of the worker (its "
+            "queued.max.messages.kbytes, counting uncompressed records); past it, it "
+            "stops fetching until the worker took some."
+        ),
+    )
+    kafka_fetch_max_bytes: int = Field(
+        1_048_576,
+        ge=1_000_000,
+        le=2_147_483_135,
+        description=(
+            "Most bytes (as sent, compressed) of one fetch from a broker (librdkafka's "
+            "fetch.max.bytes; at least its message.max.bytes, 1000000)."
+        ),
+    )
+    kafka_max_partition_fetch_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        le=1_000_000_000,
+        description=(
+            "Most bytes (as sent, compressed) of one partition in one fetch (librdkafka's "
+            "max.partition.fetch.bytes; a larger record batch is still fetched whole)."
+        ),
+    )
     worker_batch_size: int = Field(
-        500, ge=1, le=100_000, description="Most records taken and written in one batch."
+        5_000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most records taken and written in one batch. Of a machine's readings in a "
+            "batch only the newest is written, so larger batches write less while the "
+            "worker catches up; Redis runs each batch as one script, serving nothing else "
+            "meanwhile (some milliseconds per thousand readings)."
+        ),
+    )
+    worker_commit_interval_ms: int = Field(
+        1_000,
+        ge=0,
+        le=600_000,
+        description=(
+            "Least time between two offset commits to Kafka (0: after every batch). The "
+            "worker resumes from the offsets kept in Redis; the commits are for lag "
+            "monitoring and tools, and are also made on revocation and at shutdown."
+        ),
     )
     worker_poll_timeout_seconds: float = Field(
         1.0,
@@ -102,6 +151,14 @@ class WorkerSettings(KafkaSettings, RedisSettings):
             "session.timeout.ms": self.kafka_session_timeout_ms,
             # At least three heartbeats per session timeout, as Kafka advises.
             "heartbeat.interval.ms": min(3_000, self.kafka_session_timeout_ms // 3),
+            # librdkafka fetches ahead in its own thread while the worker decodes and
+            # writes; these bound how much it holds.
+            "queued.max.messages.kbytes": self.kafka_queued_max_messages_kbytes,
+            "fetch.max.bytes": self.kafka_fetch_max_bytes,
+            "max.partition.fetch.bytes": self.kafka_max_partition_fetch_bytes,
+            # Once that queue is full librdkafka waits this long before fetching again
+            # (1 s by default): the worker would drain the queue and then sit idle.
+            "fetch.queue.backoff.ms": 10,
         }
         if self.kafka_group_instance_id is not None:
             config["group.instance.id"] = self.kafka_group_instance_id

@@ -10,6 +10,7 @@ from telemetry_common.storage import (
     STORE_BATCH_LUA,
     STORE_IF_NEWER_LUA,
     PartitionStep,
+    ReadingWrite,
     StoreBatchResult,
     StoredReading,
     built_offset_field,
@@ -29,7 +30,7 @@ class RedisSink:
         self,
         built_offsets_key: str,
         steps: Sequence[PartitionStep],
-        readings: Sequence[StoredReading],
+        readings: Sequence[ReadingWrite],
     ) -> StoreBatchResult:
         """In one atomic step: store each reading unless a newer one is there, and move
         each partition's built offset (in the `built_offsets_key` hash) to its step's
@@ -39,6 +40,8 @@ class RedisSink:
         lost writes, was emptied or replaced) is left alone, its readings unwritten, and
         reported in `out_of_step`. Raises redis.RedisError if Redis did not run the
         batch; the caller retries it (the writes are idempotent).
+
+        One EVALSHA per batch (the registered script loads itself if Redis lost it).
         """
         if not steps:
             return StoreBatchResult(written=0, out_of_step={})

@@ -4,9 +4,16 @@ Kafka is the log and Redis a view of it. Each batch goes:
 
 1. records that cannot become a write go to the dead-letter topic, and the worker
    waits until the broker acknowledged them;
-2. the readings go to Redis in one atomic script, together with, per partition, the
-   offset up to which the view is now built;
-3. the offsets are committed to Kafka (for lag monitoring and tools).
+2. the readings (only each machine's newest) go to Redis in one atomic script,
+   together with, per partition, the offset up to which the view is now built;
+3. the offsets are owed a commit to Kafka (for lag monitoring and tools), made
+   asynchronously at most every `worker_commit_interval_ms`, and on revocation and
+   at shutdown (there only if Kafka answers, so that a hung broker cannot hold the
+   worker).
+
+While the worker decodes and writes, librdkafka fetches the next records in its own
+thread, within the bounds of the fetch settings; the loop itself waits only when no
+record is there.
 
 Nothing moves past a record before it is either in Redis or in the dead-letter topic;
 a step that fails for a reason outside the records (Redis or Kafka unavailable) is
@@ -44,6 +51,7 @@ from tenacity import (
 )
 
 from consumer_worker.batch import Batch, build_batch
+from consumer_worker.commits import PendingCommits
 from consumer_worker.dead_letters import (
     DeadLetterPublisher,
     DeadLetterUnavailableError,
@@ -58,6 +66,9 @@ from telemetry_common.storage import PartitionStep, built_offsets_key
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long the worker waits for the group coordinator before its last commit.
+_COORDINATOR_CHECK_SECONDS = 2.0
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:
@@ -77,7 +88,13 @@ class ConsumerWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         self._settings = settings
         self._topic = settings.kafka_topic
-        self._consumer = Consumer({**settings.consumer_config(), "error_cb": self._on_client_error})
+        self._consumer = Consumer(
+            {
+                **settings.consumer_config(),
+                "error_cb": self._on_client_error,
+                "on_commit": self._on_commit,
+            }
+        )
         self._dead_letters = DeadLetterPublisher(
             lambda: Producer(
                 {**settings.dead_letter_producer_config(), "error_cb": self._on_client_error}
@@ -94,12 +111,14 @@ class ConsumerWorker:
         # worker last saw or wrote it (None: nothing yet). Only partitions in here are
         # written; one whose view could not be read yet is consumed by no one.
         self._view_built_to: dict[int, int | None] = {}
+        self._pending_commits = PendingCommits(settings.worker_commit_interval_ms / 1000)
         self._next_view_check = 0.0
         self.readings_written = 0
         self.records_dead_lettered = 0
         self.failed_redis_calls = 0
         self.failed_dead_letter_sends = 0
         self.view_replays = 0
+        self.offset_commits = 0
 
     @property
     def stop_requested(self) -> bool:
@@ -129,22 +148,33 @@ class ConsumerWorker:
             while not self._stop.is_set():
                 self._heartbeat.beat()
                 self._check_view_if_due()
-                records = self._without_errors(self._next_batch())
-                if records:
-                    self._process(build_batch(records))
+                batch = self._next_batch()
+                if batch is not None:
+                    self._process(batch)
+                self._commit(self._pending_commits.due(), asynchronous=True)
         finally:
             logger.info(
                 "stopping: %d readings written, %d records dead-lettered",
                 self.readings_written,
                 self.records_dead_lettered,
             )
+            self._commit_before_closing(self._pending_commits.take())
             # close() leaves the group (a dynamic member's partitions move at once).
             self._consumer.close()
             self._dead_letters.close()
             self._redis.close()
             self._heartbeat.clear()
 
-    def _next_batch(self) -> list[Message]:
+    def _next_batch(self) -> Batch | None:
+        """The next batch of records (None if none came within the poll timeout).
+
+        The records themselves are dropped once the batch is built (but for rejected
+        ones), so that they do not stay in memory while the batch is written.
+        """
+        records = self._without_errors(self._next_records())
+        return build_batch(records) if records else None
+
+    def _next_records(self) -> list[Message]:
         """Wait for the first record, then take what else is already fetched.
 
         consume(n, timeout) alone waits until n records arrived or the timeout passed,
@@ -177,14 +207,8 @@ class ConsumerWorker:
         for step in steps:
             if step.partition not in result.out_of_step:
                 self._view_built_to[step.partition] = step.next_offset
+                self._pending_commits.stored(step.partition, step.next_offset)
         self._replay_from(result.out_of_step)
-        self._commit(
-            [
-                TopicPartition(self._topic, step.partition, step.next_offset)
-                for step in steps
-                if step.partition not in result.out_of_step
-            ]
-        )
 
     def _send_dead_letters(self, batch: Batch) -> bool:
         """Dead-letter the batch's rejected records; False if stopped before the broker
@@ -251,15 +275,46 @@ class ConsumerWorker:
             state.upcoming_sleep,
         )
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
+    def _commit(self, offsets: dict[int, int], *, asynchronous: bool) -> None:
+        """Commit offsets whose records are in Redis (or dead-lettered)."""
         if not offsets:
             return
+        self.offset_commits += 1
+        partitions = [TopicPartition(self._topic, p, o) for p, o in sorted(offsets.items())]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if asynchronous:
+                self._consumer.commit(offsets=partitions, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
             # Redis holds the records and where its view is built up to; a failed commit
             # (e.g. during a rebalance) only makes the group's lag look larger for a while.
             logger.warning("offset commit failed: %s", exc)
+
+    def _commit_before_closing(self, offsets: dict[int, int]) -> None:
+        """Commit what is owed at shutdown, unless the group coordinator does not answer.
+
+        A commit waits for the coordinator, and close() waits for the commit: with the
+        broker hanging, the worker would not stop. So the coordinator is asked first,
+        with a deadline. Not committing loses nothing: Redis holds how far each
+        partition is built, and the next worker resumes from there.
+        """
+        if not offsets:
+            return
+        try:
+            self._consumer.committed(
+                [TopicPartition(self._topic, p) for p in offsets],
+                timeout=_COORDINATOR_CHECK_SECONDS,
+            )
+        except KafkaException as exc:
+            logger.warning("offsets not committed at shutdown, Kafka did not answer: %s", exc)
+            return
+        self._commit(offsets, asynchronous=False)
+
+    def _on_commit(self, err: KafkaError | None, _: list[TopicPartition]) -> None:
+        # The outcome of an asynchronous commit, reported from inside poll()/consume().
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            logger.warning("offset commit failed: %s", err)
 
     def _check_view_if_due(self) -> None:
         """Replay partitions whose view in Redis is not where this worker left it.
@@ -302,6 +357,7 @@ class ConsumerWorker:
                 logger.warning("seek of %s[%d] failed: %s", self._topic, partition, exc)
                 continue
             self._view_built_to[partition] = built
+            self._pending_commits.forget([partition])
             self.view_replays += 1
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
@@ -351,9 +407,12 @@ class ConsumerWorker:
         )
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing is pending here: librdkafka runs rebalance callbacks only inside poll(),
-        # consume() and close(), on this thread, and each batch is stored and committed
-        # before the next poll().
+        # No batch is half done here: librdkafka runs rebalance callbacks only inside
+        # poll(), consume() and close(), on this thread, and each batch is stored before
+        # the next poll(). What is owed a commit is committed before the partitions go.
+        self._commit(
+            self._pending_commits.take(p.partition for p in partitions), asynchronous=False
+        )
         self._forget(partitions)
         logger.info("partitions revoked: %s", _describe(partitions))
 
@@ -364,3 +423,4 @@ class ConsumerWorker:
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._view_built_to.pop(p.partition, None)
+        self._pending_commits.forget(p.partition for p in partitions)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
+import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -80,6 +84,30 @@ def zookeeper(libs: Path, work_dir: Path, port: int) -> ManagedProcess:
     )
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A second listener of a broker: TLS, and SCRAM logins of users made by add_scram_user.
+
+    The PLAINTEXT listener stays, for the brokers among themselves and for the stack's
+    own tools (readiness, topic creation); a client that bootstraps from this listener
+    is told only of this listener's addresses, so it never falls back to plain text.
+    """
+
+    port: int
+    # The broker's private key and certificate chain in one PEM file (Certificate.key_and_chain).
+    key_and_chain: Path
+    mechanism: str = "SCRAM-SHA-512"
+
+    def server_properties(self) -> str:
+        jaas_prefix = f"listener.name.sasl_ssl.{self.mechanism.lower()}"
+        return f"""\
+sasl.enabled.mechanisms={self.mechanism}
+{jaas_prefix}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={self.key_and_chain}
+"""
+
+
 def kafka_server_properties(
     *,
     port: int,
@@ -87,15 +115,19 @@ def kafka_server_properties(
     log_dir: Path,
     broker_id: int = 0,
     cluster_size: int = 1,
+    sasl_ssl: SaslSslListener | None = None,
 ) -> str:
     # In a cluster the internal topics get a replica on every broker, and a write needs
     # two in-sync replicas, so that losing any one broker loses nothing acknowledged.
     replicas = cluster_size
     min_insync = min(2, cluster_size)
-    return f"""\
+    listeners = f"PLAINTEXT://{HOST}:{port}"
+    if sasl_ssl is not None:
+        listeners += f",SASL_SSL://{HOST}:{sasl_ssl.port}"
+    properties = f"""\
 broker.id={broker_id}
-listeners=PLAINTEXT://{HOST}:{port}
-advertised.listeners=PLAINTEXT://{HOST}:{port}
+listeners={listeners}
+advertised.listeners={listeners}
 zookeeper.connect={HOST}:{zookeeper_port}
 zookeeper.connection.timeout.ms=18000
 # A broker killed and started again re-registers once its old session expired.
@@ -113,6 +145,9 @@ min.insync.replicas={min_insync}
 group.initial.rebalance.delay.ms=0
 controlled.shutdown.enable=true
 """
+    if sasl_ssl is not None:
+        properties += f"inter.broker.listener.name=PLAINTEXT\n{sasl_ssl.server_properties()}"
+    return properties
 
 
 def broker_answers(bootstrap: str) -> bool:
@@ -133,6 +168,7 @@ def kafka(
     broker_id: int = 0,
     cluster_size: int = 1,
     name: str = "kafka",
+    sasl_ssl: SaslSslListener | None = None,
 ) -> ManagedProcess:
     work_dir.mkdir(parents=True, exist_ok=True)
     properties = work_dir / "server.properties"
@@ -143,18 +179,50 @@ def kafka(
             log_dir=work_dir / "data",
             broker_id=broker_id,
             cluster_size=cluster_size,
+            sasl_ssl=sasl_ssl,
         )
     )
     bootstrap = f"{HOST}:{port}"
+    ports = [port] if sasl_ssl is None else [port, sasl_ssl.port]
     return ManagedProcess(
         name,
         _java_command(libs, work_dir, "512m", "kafka.Kafka", str(properties)),
         log_path=work_dir / "kafka.log",
-        ready=lambda: port_open(port) and broker_answers(bootstrap),
+        ready=lambda: all(map(port_open, ports)) and broker_answers(bootstrap),
         already_running=lambda: port_open(port),
         start_timeout=90.0,
         expected_returncode=JVM_EXIT_ON_SIGTERM,
     )
+
+
+def add_scram_user(
+    libs: Path,
+    work_dir: Path,
+    zookeeper_port: int,
+    user: str,
+    password: str,
+    mechanism: str = "SCRAM-SHA-512",
+) -> None:
+    """Create or update a SCRAM user in ZooKeeper with Kafka's own kafka-configs tool.
+
+    Brokers read the credentials from ZooKeeper, whether they run already or not.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    command = _java_command(
+        libs,
+        work_dir,
+        "128m",
+        "kafka.admin.ConfigCommand",
+        "--zookeeper", f"{HOST}:{zookeeper_port}",
+        "--alter",
+        "--add-config", f"{mechanism}=[password={password}]",
+        "--entity-type", "users",
+        "--entity-name", user,
+    )  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).replace(password, "**********")
+        raise RuntimeError(f"kafka-configs could not add the user {user}:\n{output}")
 
 
 def create_stack_topics(bootstrap: str, settings: DevstackSettings) -> None:
@@ -182,12 +250,45 @@ def create_topic(bootstrap: str, name: str, partitions: int, replication_factor:
             raise
 
 
-def redis(work_dir: Path, port: int, password: str | None = None) -> ManagedProcess:
+@dataclass(frozen=True)
+class RedisUser:
+    """An ACL user: its password, the key pattern it may touch, and all commands."""
+
+    name: str
+    password: str
+    keys: str = "*"
+
+    def acl_line(self) -> str:
+        # The file holds only the password's SHA-256, as `ACL SAVE` would write it.
+        digest = hashlib.sha256(self.password.encode()).hexdigest()
+        return f"user {self.name} on #{digest} ~{self.keys} +@all"
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """Redis serving TLS only: its certificate and key, and the CA of client certificates."""
+
+    certificate: Path
+    key: Path
+    ca_certificate: Path
+    client_certificates_required: bool = False
+
+
+def redis(
+    work_dir: Path,
+    port: int,
+    password: str | None = None,
+    *,
+    users: Sequence[RedisUser] = (),
+    tls: RedisTls | None = None,
+) -> ManagedProcess:
+    """A Redis server. With `users`, the default user is disabled and only they log in;
+    with `tls`, `port` serves TLS and nothing listens in plain text."""
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     work_dir.mkdir(parents=True, exist_ok=True)
     command = [
         server,
-        "--port", str(port),
+        "--port", str(port) if tls is None else "0",
         "--bind", HOST,
         "--dir", str(work_dir),
         "--appendonly", "yes",
@@ -197,6 +298,20 @@ def redis(work_dir: Path, port: int, password: str | None = None) -> ManagedProc
     ]  # fmt: skip
     if password:
         command += ["--requirepass", password]
+    if users:
+        acl_file = work_dir / "users.acl"
+        lines = ["user default off", *(user.acl_line() for user in users)]
+        acl_file.write_text("".join(f"{line}\n" for line in lines))
+        acl_file.chmod(0o600)
+        command += ["--aclfile", str(acl_file)]
+    if tls is not None:
+        command += [
+            "--tls-port", str(port),
+            "--tls-cert-file", str(tls.certificate),
+            "--tls-key-file", str(tls.key),
+            "--tls-ca-cert-file", str(tls.ca_certificate),
+            "--tls-auth-clients", "yes" if tls.client_certificates_required else "no",
+        ]  # fmt: skip
     return ManagedProcess(
         "redis",
         command,

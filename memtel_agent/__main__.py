@@ -119,9 +119,11 @@ class Agent:
         self._failures = 0
         self._retry_at = 0.0
         self._batch_unavailable_until = 0.0
-        # After the batch endpoint refused a batch, its readings go one at a time, to
-        # find the refused one and still deliver the others.
+        # After the batch endpoint refused a batch without naming the bad items, its
+        # readings go one at a time, to find the refused ones and still deliver the others.
         self._one_at_a_time_through_seq = 0
+        # Halved each time the API answers that a batch is too large.
+        self._batch_size = settings.agent_batch_size
         self._looping = False  # only the loop retries; `--once` leaves it to the next run
 
     def take_reading(self) -> bool:
@@ -146,31 +148,13 @@ class Agent:
     def send_pending(self) -> bool:
         """Send the oldest buffered reading(s) once. True if the buffer moved on (sent or
         dropped); False if the API did not take them and a retry is scheduled."""
-        pending = self._buffer.oldest(self._settings.agent_batch_size)
+        pending = self._buffer.oldest(self._batch_size)
         if not pending:
             return True
         if len(pending) > 1 and self._batch_usable(pending[0].seq):
-            result = self._sender.send_batch(pending)
-            if result.outcome is Outcome.ACCEPTED:
-                self._accepted(pending, "in one batch")
-                return True
-            if result.outcome is Outcome.NO_BATCH_ENDPOINT:
-                logger.info(
-                    "the API has no batch endpoint (%s): sending readings one at a time",
-                    result.detail,
-                )
-                self._batch_unavailable_until = self._clock() + BATCH_RECHECK_SECONDS
-            elif result.outcome is Outcome.REFUSED:
-                logger.warning(
-                    "the API refused the batch of readings #%d-#%d (%s): "
-                    "sending them one at a time",
-                    pending[0].seq,
-                    pending[-1].seq,
-                    result.detail,
-                )
-                self._one_at_a_time_through_seq = pending[-1].seq
-            else:
-                return self._not_accepted(result, len(pending))
+            moved_on = self._send_batch(pending)
+            if moved_on is not None:
+                return moved_on
         first = pending[0]
         result = self._sender.send_one(first.machine_id, first.reading)
         if result.outcome is Outcome.ACCEPTED:
@@ -221,6 +205,64 @@ class Agent:
             pass
         return len(self._buffer)
 
+    def _send_batch(self, pending: Sequence[BufferedReading]) -> bool | None:
+        """Send `pending` in one batch; the result as `send_pending`'s, or None when they
+        are to go one at a time."""
+        result = self._sender.send_batch(pending)
+        if result.outcome is Outcome.ACCEPTED:
+            self._accepted(pending, "in one batch")
+            return True
+        if result.outcome is Outcome.PARTLY_ACCEPTED:
+            # Only the readings before the first one Kafka did not take leave the buffer:
+            # sending that one again, and everything after it, keeps the order.
+            accepted = pending[: result.accepted]
+            if accepted:
+                self._buffer.remove(item.seq for item in accepted)
+                logger.info(
+                    "sent readings %s in a batch whose next ones were not acknowledged",
+                    _span(accepted),
+                )
+            return self._not_accepted(result, len(pending) - len(accepted))
+        if result.outcome is Outcome.REFUSED and result.refused_items:
+            # Nothing of the batch was published: drop the bad items, send the rest.
+            refused = [pending[index] for index in sorted(result.refused_items)]
+            self._buffer.remove(item.seq for item in refused)
+            for index in sorted(result.refused_items):
+                item = pending[index]
+                logger.error(
+                    "the API refused reading #%d of %s for good (%s): dropped it",
+                    item.seq,
+                    item.machine_id,
+                    result.refused_items[index],
+                )
+            return True
+        if result.outcome is Outcome.BATCH_TOO_LARGE:
+            self._batch_size = max(1, len(pending) // 2)
+            logger.warning(
+                "the API refused a batch of %d readings as too large (%s): sending at most "
+                "%d at a time",
+                len(pending),
+                result.detail,
+                self._batch_size,
+            )
+            return True
+        if result.outcome is Outcome.NO_BATCH_ENDPOINT:
+            logger.info(
+                "the API has no batch endpoint (%s): sending readings one at a time",
+                result.detail,
+            )
+            self._batch_unavailable_until = self._clock() + BATCH_RECHECK_SECONDS
+            return None
+        if result.outcome is Outcome.REFUSED:
+            logger.warning(
+                "the API refused the batch of readings %s (%s): sending them one at a time",
+                _span(pending),
+                result.detail,
+            )
+            self._one_at_a_time_through_seq = pending[-1].seq
+            return None
+        return self._not_accepted(result, len(pending))
+
     def _batch_usable(self, first_seq: int) -> bool:
         return (
             self._clock() >= self._batch_unavailable_until
@@ -233,11 +275,10 @@ class Agent:
             logger.info("the API is taking readings again after %d failed tries", self._failures)
         self._failures = 0
         self._retry_at = 0.0
-        span = f"#{items[0].seq}" if len(items) == 1 else f"#{items[0].seq}-#{items[-1].seq}"
         logger.info(
             "sent reading%s %s%s; %d buffered",
             "" if len(items) == 1 else "s",
-            span,
+            _span(items),
             f" {how}" if how else "",
             len(self._buffer),
         )
@@ -269,6 +310,10 @@ class Agent:
         delay = exponential * random.uniform(0.5, 1.0)  # noqa: S311 (not for security)
         # The API's Retry-After is a floor, within the same cap as every other wait.
         return min(cap, max(delay, retry_after or 0.0))
+
+
+def _span(items: Sequence[BufferedReading]) -> str:
+    return f"#{items[0].seq}" if len(items) == 1 else f"#{items[0].seq}-#{items[-1].seq}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

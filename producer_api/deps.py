@@ -10,7 +10,7 @@ from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 
-from producer_api.publisher import KafkaPublisher
+from producer_api.publisher import Publisher
 from producer_api.settings import ProducerSettings
 from producer_api.store import ReadingStore
 
@@ -19,7 +19,7 @@ class AppState(TypedDict):
     """What the lifespan yields; Starlette copies it into each request's state."""
 
     settings: ProducerSettings
-    publisher: KafkaPublisher
+    publisher: Publisher
     store: ReadingStore
 
 
@@ -28,8 +28,8 @@ async def get_settings(request: Request) -> ProducerSettings:
     return settings
 
 
-async def get_publisher(request: Request) -> KafkaPublisher:
-    publisher: KafkaPublisher = request.state.publisher
+async def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.state.publisher
     return publisher
 
 
@@ -39,5 +39,5 @@ async def get_store(request: Request) -> ReadingStore:
 
 
 SettingsDep = Annotated[ProducerSettings, Depends(get_settings)]
-PublisherDep = Annotated[KafkaPublisher, Depends(get_publisher)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 StoreDep = Annotated[ReadingStore, Depends(get_store)]

@@ -32,13 +32,28 @@ def _unavailable(detail: str, retry_after: int) -> JSONResponse:
     )
 
 
-async def _delivery_failed(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("publish to Kafka failed for %s: %s", request.url.path, exc)
+def delivery_failed(path: str, exc: Exception) -> JSONResponse:
+    """The answer to a reading Kafka did not acknowledge (logged here)."""
+    logger.warning("publish to Kafka failed for %s: %s", path, exc)
     return _unavailable(
         f"Kafka did not acknowledge the reading ({exc}); it is not confirmed as stored. "
         "Retry later.",
         KAFKA_RETRY_AFTER_SECONDS,
     )
+
+
+def batch_delivery_failed(path: str, first_error: Exception) -> JSONResponse:
+    """The answer to a batch of which Kafka acknowledged no reading (logged here)."""
+    logger.warning("publish of a batch to Kafka failed for %s: %s", path, first_error)
+    return _unavailable(
+        f"Kafka acknowledged no reading of the batch ({first_error}); none is confirmed as "
+        "stored. Retry later.",
+        KAFKA_RETRY_AFTER_SECONDS,
+    )
+
+
+async def _delivery_failed(request: Request, exc: Exception) -> JSONResponse:
+    return delivery_failed(request.url.path, exc)
 
 
 async def _redis_failed(request: Request, exc: Exception) -> JSONResponse:

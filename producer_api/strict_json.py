@@ -38,11 +38,13 @@ def _quoted(key: str) -> str:
 
 
 def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise MalformedJsonError(f"duplicate key {_quoted(key)} in a JSON object")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) < len(pairs):  # a key came twice: find the first one that did
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedJsonError(f"duplicate key {_quoted(key)} in a JSON object")
+            seen.add(key)
     return result
 
 

@@ -4,6 +4,9 @@
 * `ReadingRecord`: the versioned JSON envelope that is the record's value.
 * `KafkaRecord`: key (the machine id, UTF-8), value and headers, as one value that a
   publisher takes whole.
+* `decode_record` reads a record back into the models; `decode_reading` applies the
+  same rules for the worker, without building the models for a record in the form
+  `encode_record` writes.
 
 How the worker keeps readings in Redis is the other contract, in `storage`.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Final, Self
+from typing import Annotated, Final, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -120,16 +123,22 @@ def encode_record(machine_id: str, reading: MemoryReading, received_at: datetime
     )
 
 
-def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
-    """Decode and validate a Kafka record; raise InvalidRecordError if it breaks the contract."""
-    if key is None or value is None:
-        raise InvalidRecordError("record has no key or no value")
+def _machine_id_of(key: bytes) -> str:
+    """The machine id a record's key names; raise InvalidRecordError if it names none."""
     try:
         machine_id = key.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRecordError(f"key is not UTF-8: {exc}") from exc
     if not is_valid_machine_id(machine_id):
         raise InvalidRecordError(f"key {machine_id!r} is not a valid machine id")
+    return machine_id
+
+
+def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
+    """Decode and validate a Kafka record; raise InvalidRecordError if it breaks the contract."""
+    if key is None or value is None:
+        raise InvalidRecordError("record has no key or no value")
+    machine_id = _machine_id_of(key)
     try:
         record = ReadingRecord.model_validate_json(value)
     except ValidationError as exc:
@@ -141,6 +150,101 @@ def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
             f"key {machine_id!r} and value machine_id {record.machine_id!r} disagree"
         )
     return record
+
+
+_READING_FIELDS: Final = tuple(MemoryReading.model_fields)
+_READING_JSON: Final = "{" + ",".join(f'"{name}":%d' for name in _READING_FIELDS) + "}"
+
+
+def reading_json(columns: tuple[int, ...]) -> str:
+    """A reading's columns (in MemoryReading's field order) as JSON, exactly as
+    `MemoryReading.model_dump_json()` writes the reading."""
+    return _READING_JSON % columns
+
+
+def reading_columns(reading: MemoryReading) -> tuple[int, ...]:
+    """A reading's values in the order of its fields."""
+    return tuple([getattr(reading, name) for name in _READING_FIELDS])
+
+
+def _canonical_value_pattern() -> re.Pattern[bytes]:
+    """The value of a record exactly as encode_record writes it, and nothing else.
+
+    The envelope's fields in their order, no whitespace, the machine id's characters
+    (no escapes), received_at as pydantic writes a datetime with an offset, each column
+    a JSON integer without sign, fraction or exponent. Whatever matches is well-formed
+    JSON with exactly the fields the models ask for; the ranges are checked after.
+    """
+    if tuple(ReadingRecord.model_fields) != (
+        "schema_version",
+        "machine_id",
+        "received_at",
+        "reading",
+    ):
+        raise RuntimeError("the canonical record pattern no longer follows ReadingRecord")
+    machine_id = MACHINE_ID_PATTERN.removeprefix("^").removesuffix("$")
+    received_at = (
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+        r"(?:Z|[+-][0-9]{2}:[0-5][0-9])"
+    )
+    columns = ",".join(f'"{name}":(0|[1-9][0-9]{{0,18}})' for name in _READING_FIELDS)
+    return re.compile(
+        (
+            f'\\{{"schema_version":{RECORD_SCHEMA_VERSION},"machine_id":"({machine_id})",'
+            f'"received_at":"({received_at})","reading":\\{{{columns}\\}}\\}}'
+        ).encode("ascii")
+    )
+
+
+_CANONICAL_VALUE: Final = _canonical_value_pattern()
+
+
+class DecodedReading(NamedTuple):
+    """What a valid record holds for the store: decode_reading's answer.
+
+    A named tuple: the worker makes one per record, and a tuple is the cheapest to make.
+    """
+
+    machine_id: str
+    # The reading's values in the order of MemoryReading's fields (`reading_json`).
+    columns: tuple[int, ...]
+    received_at: datetime
+
+
+def decode_reading(key: bytes | None, value: bytes | None) -> DecodedReading:
+    """decode_record's verdict on a record, and what it holds for the store.
+
+    The worker decodes every record, and building the models is most of its work on
+    one. A record exactly as encode_record writes it is checked without them
+    (`decode_canonical_reading`); any other is decided by decode_record, which either
+    accepts it (valid in another form, e.g. with spaces) or refuses it and says why.
+    """
+    decoded = decode_canonical_reading(key, value)
+    if decoded is not None:
+        return decoded
+    record = decode_record(key, value)
+    return DecodedReading(record.machine_id, reading_columns(record.reading), record.received_at)
+
+
+def decode_canonical_reading(key: bytes | None, value: bytes | None) -> DecodedReading | None:
+    """A record in exactly encode_record's form that follows every rule of the models,
+    decoded; None for anything else (which decode_record has to decide)."""
+    if key is None or value is None:
+        return None
+    match = _CANONICAL_VALUE.fullmatch(value)
+    # The key must be the machine id, which the pattern has checked already.
+    if match is None or match[1] != key:
+        return None
+    columns = tuple(map(int, match.groups()[2:]))
+    total = columns[0]
+    # The model's bounds: each column at most total, total at most the 64-bit limit.
+    if max(columns) != total or total > _MAX_KIB:
+        return None
+    try:
+        received_at = datetime.fromisoformat(match[2].decode("ascii"))
+    except ValueError:  # the pattern is loose about ranges (month 13, February 30th...)
+        return None
+    return DecodedReading(key.decode("ascii"), columns, received_at)
 
 
 def utc_now() -> datetime:

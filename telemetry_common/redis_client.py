@@ -24,8 +24,26 @@ def _client_options(settings: RedisSettings) -> dict[str, Any]:
         "health_check_interval": 30,
         "decode_responses": True,
     }
+    if settings.redis_username is not None:
+        options["username"] = settings.redis_username
     if settings.redis_password is not None:
         options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_uses_tls:
+        options.update(_tls_options(settings))
+    return options
+
+
+def _tls_options(settings: RedisSettings) -> dict[str, Any]:
+    # Only for rediss:// URLs: redis-py's plain connections take no ssl_* options.
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": settings.redis_tls_verify_hostname,
+    }
+    if settings.redis_tls_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+    if settings.redis_tls_cert_file is not None and settings.redis_tls_key_file is not None:
+        options["ssl_certfile"] = str(settings.redis_tls_cert_file)
+        options["ssl_keyfile"] = str(settings.redis_tls_key_file)
     return options
 
 

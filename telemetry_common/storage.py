@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, Self, TypeVar
+from typing import Final, NamedTuple, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from telemetry_common.contract import MemoryReading
+from telemetry_common.contract import MemoryReading, reading_columns, reading_json
 
 REDIS_KEY_NAMESPACE: Final = "memtel:v1"
 
@@ -57,8 +57,9 @@ class LatestField(StrEnum):
     RECEIVED_AT = "received_at"
 
 
-# The order of the store script's ARGV. The script and `StoredReading.store_args` are
-# both built from it, so the two cannot disagree about positions.
+# The order of the store script's ARGV. The script is built from it, and
+# `ReadingWrite.store_args` is checked against it at import, so the two cannot disagree
+# about positions.
 STORE_ARGV_ORDER: Final = tuple(LatestField)
 
 
@@ -155,6 +156,47 @@ class DamagedStoredReadingError(Exception):
         self.problem = problem
 
 
+class ReadingWrite(NamedTuple):
+    """One reading as the store scripts take it.
+
+    The worker makes one per record: a named tuple is the cheapest to make, and the
+    reading's JSON is written only for the readings that are sent.
+    """
+
+    machine_id: str
+    # The reading's values in the order of MemoryReading's fields.
+    columns: tuple[int, ...]
+    partition: int
+    offset: int
+    timestamp_ms: int
+    received_at: datetime
+
+    @property
+    def reading(self) -> MemoryReading:
+        return MemoryReading.model_validate_json(reading_json(self.columns))
+
+    def store_args(self) -> list[str | int]:
+        """The ARGV of STORE_IF_NEWER_LUA for this reading (in STORE_ARGV_ORDER)."""
+        return [
+            reading_json(self.columns),
+            self.partition,
+            self.offset,
+            self.timestamp_ms,
+            self.received_at.isoformat(),
+        ]
+
+
+# The order store_args writes, checked once here rather than looked up on every write.
+if STORE_ARGV_ORDER != (
+    LatestField.READING,
+    LatestField.PARTITION,
+    LatestField.OFFSET,
+    LatestField.TIMESTAMP_MS,
+    LatestField.RECEIVED_AT,
+):
+    raise RuntimeError("ReadingWrite.store_args does not follow STORE_ARGV_ORDER")
+
+
 class StoredReading(BaseModel):
     """A reading as kept in Redis, with the Kafka position it was read from."""
 
@@ -167,16 +209,19 @@ class StoredReading(BaseModel):
     timestamp_ms: int
     received_at: datetime
 
+    def as_write(self) -> ReadingWrite:
+        return ReadingWrite(
+            machine_id=self.machine_id,
+            columns=reading_columns(self.reading),
+            partition=self.partition,
+            offset=self.offset,
+            timestamp_ms=self.timestamp_ms,
+            received_at=self.received_at,
+        )
+
     def store_args(self) -> list[str | int]:
         """The ARGV of STORE_IF_NEWER_LUA for this reading."""
-        values: dict[LatestField, str | int] = {
-            LatestField.READING: self.reading.model_dump_json(),
-            LatestField.PARTITION: self.partition,
-            LatestField.OFFSET: self.offset,
-            LatestField.TIMESTAMP_MS: self.timestamp_ms,
-            LatestField.RECEIVED_AT: self.received_at.isoformat(),
-        }
-        return [values[field] for field in STORE_ARGV_ORDER]
+        return self.as_write().store_args()
 
     @classmethod
     def from_redis_hash(cls, machine_id: str, fields: dict[str, str]) -> Self:
@@ -234,7 +279,7 @@ class StoreBatchResult:
 
 
 def store_batch_call(
-    built_key: str, steps: Sequence[PartitionStep], readings: Sequence[StoredReading]
+    built_key: str, steps: Sequence[PartitionStep], readings: Sequence[ReadingWrite]
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of STORE_BATCH_LUA: the partitions' steps, then every reading."""
     keys = [built_key, *(latest_reading_key(r.machine_id) for r in readings)]

@@ -1,8 +1,9 @@
 """The agent as a process against the real API process and the real Kafka broker.
 
 The API goes away while the agent runs; the agent keeps its readings on disk, is
-stopped and started again during the outage, and when the API is back every reading
-it took reaches Kafka once, in the order taken.
+stopped and started again during the outage, and when the API is back it sends them
+through the batch endpoint: every reading it took reaches Kafka once, in the order
+taken.
 
 Which readings were taken, and in which order, comes from the agent's own log: at
 DEBUG it logs each reading with its sequence number in the buffer, which orders the
@@ -36,6 +37,7 @@ BUFFERED_AFTER_TAKING = re.compile(r"INFO memtel_agent: reading #(\d+) taken; (\
 NOT_SENT = re.compile(r"WARNING memtel_agent: \d+ readings? not sent \(cannot reach the API")
 STOPPED = re.compile(r"INFO memtel_agent: SIGTERM: stopped; (\d+) readings kept")
 ALL_SENT = re.compile(r"INFO memtel_agent: sent readings? #\S+(?: in one batch)?; 0 buffered")
+SENT_IN_A_BATCH = re.compile(r"INFO memtel_agent: sent readings #(\d+)-#(\d+) in one batch")
 
 
 class AgentProcess:
@@ -189,8 +191,16 @@ def test_an_outage_of_the_api_loses_nothing_and_keeps_the_order(
     wait_until(lambda: len(NOT_SENT.findall(agent.log())) >= 4, 30, "failed sends again")
 
     api.process.start()  # the API is back
+    log_before = len(agent.log())
     sent_before = len(ALL_SENT.findall(agent.log()))
     wait_until(lambda: len(ALL_SENT.findall(agent.log())) > sent_before, 60, "the buffer drained")
+    # What the outage held back went through the batch endpoint, oldest first, the
+    # readings kept over the restart and the one taken after it in the first batch.
+    first_batch = SENT_IN_A_BATCH.search(agent.log(), log_before)
+    assert first_batch is not None, agent.log()[log_before:]
+    first, last = int(first_batch.group(1)), int(first_batch.group(2))
+    assert first == last_seq_before_restart - kept + 1
+    assert last >= last_seq_before_restart + 1
     assert agent.sigterm() == 0, agent.log()
 
     taken = taken_in_order(agent.log())

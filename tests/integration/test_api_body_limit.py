@@ -37,7 +37,14 @@ def api(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[tuple[Managed
     port = free_port()
     process = services.producer_api(
         tmp_path,
-        {**stack.api_env(), "KAFKA_TOPIC": topic, "API_PORT": str(port), "LOG_LEVEL": "WARNING"},
+        {
+            **stack.api_env(),
+            "KAFKA_TOPIC": topic,
+            "API_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            # One process: the one serving the requests is the one whose memory is read.
+            "API_WORKERS": "1",
+        },
     )
     process.start()
     try:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from pydantic import SecretStr
 
 from memtel_agent.__main__ import Agent
 from memtel_agent.buffer import ReadingBuffer
-from memtel_agent.sender import ApiSender, Outcome, classify, retry_after
+from memtel_agent.sender import ApiSender, Outcome, classify, classify_batch, retry_after
 from memtel_agent.settings import AgentSettings
 from telemetry_common.contract import MemoryReading
 from tests.helpers import reading
@@ -74,6 +75,87 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert retry_after(None) is None
 
 
+def batch_answer(status: int, body: object, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def statuses(*names: str) -> dict[str, object]:
+    items = [
+        {"status": "acknowledged", "partition": 0, "offset": i}
+        if name == "ok"
+        else {"status": "failed", "detail": "Local: Message timed out"}
+        for i, name in enumerate(names)
+    ]
+    return {
+        "acknowledged": names.count("ok"),
+        "failed": len(names) - names.count("ok"),
+        "items": items,
+    }
+
+
+def test_a_207_accepts_the_items_before_the_first_failed_one() -> None:
+    result = classify_batch(
+        batch_answer(207, statuses("ok", "ok", "failed", "ok"), **{"Retry-After": "5"}), 4
+    )
+    assert result.outcome is Outcome.PARTLY_ACCEPTED
+    assert result.accepted == 2
+    assert result.retry_after == 5.0
+    assert "1 of 4 not acknowledged" in result.detail
+    assert "Message timed out" in result.detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        statuses("ok", "failed"),  # two statuses for three readings
+        {"items": "none"},
+        {"detail": "no items"},
+        [1, 2, 3],
+    ],
+)
+def test_a_207_that_does_not_say_what_became_of_each_item_accepts_nothing(body: object) -> None:
+    result = classify_batch(batch_answer(207, body), 3)
+    assert result.outcome is Outcome.RETRY
+    assert result.accepted == 0
+
+
+def test_a_422_naming_items_refuses_only_those() -> None:
+    detail = [
+        {
+            "loc": ["body", 1, "reading", "free"],
+            "msg": "Input should be greater than or equal to 0",
+        },
+        {"loc": ["body", 1, "reading", "used"], "msg": "Field required"},
+        {"loc": ["body", 3, "machine_id"], "msg": "String should match pattern"},
+    ]
+    result = classify_batch(batch_answer(422, {"detail": detail}), 4)
+    assert result.outcome is Outcome.REFUSED
+    assert set(result.refused_items) == {1, 3}
+    assert "reading.free: Input should be" in result.refused_items[1]
+    assert "reading.used: Field required" in result.refused_items[1]
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        [{"loc": ["body"], "msg": "Input should be a valid list"}],
+        [{"loc": ["body", 0, "reading"], "msg": "x"}, {"loc": ["body"], "msg": "y"}],
+        [{"loc": ["body", 7, "reading"], "msg": "an index beyond the batch"}],
+        [{"loc": ["body", True, "reading"], "msg": "not an index"}],
+        "not a list",
+    ],
+)
+def test_a_422_that_does_not_name_each_bad_item_refuses_the_batch(detail: object) -> None:
+    result = classify_batch(batch_answer(422, {"detail": detail}), 2)
+    assert result.outcome is Outcome.REFUSED
+    assert not result.refused_items
+
+
+def test_a_413_on_a_batch_asks_for_smaller_batches() -> None:
+    result = classify_batch(batch_answer(413, {"detail": "at most 1000 readings"}), 2000)
+    assert result.outcome is Outcome.BATCH_TOO_LARGE
+
+
 def test_connection_errors_and_timeouts_mean_retry() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -98,12 +180,17 @@ def test_connection_errors_and_timeouts_mean_retry() -> None:
 class FakeApi:
     """Records what it receives; answers with what the test sets."""
 
-    def __init__(self, *, batch: bool) -> None:
+    def __init__(self, *, batch: bool, names_refused_items: bool = False) -> None:
         self.batch = batch
+        # Whether a 422 names each refused item by its index, as the real API's does.
+        self.names_refused_items = names_refused_items
         self.received: list[tuple[str, int]] = []  # (machine id, used) in arrival order
         self.requests: list[httpx.Request] = []
         self.next_answers: list[httpx.Response] = []  # consumed first, then normal answers
         self.refuse_used: set[int] = set()
+        self.max_batch_items = 1000
+        # For the next batch: which items Kafka acknowledges ("ok") and which not.
+        self.next_batch_statuses: list[str] | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -111,15 +198,32 @@ class FakeApi:
             return self.next_answers.pop(0)
         body = json.loads(request.content)
         if request.url.path == "/cpu-info":
-            if not self.batch:
-                return answer(404, '{"detail":"Not Found"}')
-            if any(item["reading"]["used"] in self.refuse_used for item in body):
-                return answer(422, '{"detail":"invalid"}')
-            self.received += [(item["machine_id"], item["reading"]["used"]) for item in body]
-            return answer(200)
+            return self._batch(body)
         if body["used"] in self.refuse_used:
             return answer(422, '{"detail":"invalid"}')
         self.received.append((request.url.path.rsplit("/", 1)[1], body["used"]))
+        return answer(200)
+
+    def _batch(self, items: list[dict[str, Any]]) -> httpx.Response:
+        if not self.batch:
+            return answer(404, '{"detail":"Not Found"}')
+        if len(items) > self.max_batch_items:
+            return batch_answer(413, {"detail": f"at most {self.max_batch_items} readings"})
+        refused = [i for i, item in enumerate(items) if item["reading"]["used"] in self.refuse_used]
+        if refused and self.names_refused_items:
+            detail = [{"loc": ["body", i, "reading", "used"], "msg": "refused"} for i in refused]
+            return batch_answer(422, {"detail": detail})
+        if refused:
+            return answer(422, '{"detail":"invalid"}')
+        kafka = self.next_batch_statuses or ["ok"] * len(items)
+        self.next_batch_statuses = None
+        self.received += [
+            (item["machine_id"], item["reading"]["used"])
+            for item, status in zip(items, kafka, strict=True)
+            if status == "ok"
+        ]
+        if "failed" in kafka:
+            return batch_answer(207, statuses(*kafka), **{"Retry-After": "1"})
         return answer(200)
 
 
@@ -129,11 +233,13 @@ def buffer(tmp_path: Path) -> Iterator[ReadingBuffer]:
         yield buffer
 
 
-def make_agent(api: FakeApi, buffer: ReadingBuffer, api_key: str | None = None) -> Agent:
+def make_agent(
+    api: FakeApi, buffer: ReadingBuffer, api_key: str | None = None, batch_size: int = 3
+) -> Agent:
     settings = AgentSettings(
         _env_file=None,
         agent_machine_id="web-01",
-        agent_batch_size=3,
+        agent_batch_size=batch_size,
         agent_api_key=SecretStr(api_key) if api_key else None,
     )
     sender = ApiSender(
@@ -219,3 +325,60 @@ def test_a_refused_key_keeps_the_readings(
     assert make_agent(api, buffer, api_key="wrong").send_all_once() == 1
     assert "check AGENT_API_KEY" in caplog.text
     assert any(record.levelname == "ERROR" for record in caplog.records)
+
+
+def used_in_buffer(buffer: ReadingBuffer) -> list[int]:
+    return [item.reading.used for item in buffer.oldest(100)]
+
+
+def test_after_a_partly_acknowledged_batch_the_rest_is_sent_again_from_the_first_failed(
+    buffer: ReadingBuffer,
+) -> None:
+    api = FakeApi(batch=True)
+    fill(buffer, 1, 2, 3, 4)
+    agent = make_agent(api, buffer)
+    api.next_batch_statuses = ["ok", "failed", "ok"]  # Kafka took 1 and 3, not 2
+    assert agent.send_all_once() == 3
+    # Only what comes before the first failed reading left the buffer; 3 is sent again
+    # after 2, so that 3 (then 4) is the last word on the machine.
+    assert used_in_buffer(buffer) == [2, 3, 4]
+    assert agent.send_all_once() == 0
+    assert [used for _, used in api.received] == [1, 3, 2, 3, 4]
+
+
+def test_a_batch_of_which_kafka_took_nothing_stays_whole(buffer: ReadingBuffer) -> None:
+    api = FakeApi(batch=True)
+    fill(buffer, 1, 2, 3)
+    agent = make_agent(api, buffer)
+    api.next_batch_statuses = ["failed", "ok", "ok"]
+    assert agent.send_all_once() == 3
+    assert used_in_buffer(buffer) == [1, 2, 3]
+    assert agent.send_all_once() == 0
+    assert [used for _, used in api.received] == [2, 3, 1, 2, 3]
+
+
+def test_items_refused_by_index_are_dropped_and_the_others_sent_in_a_batch(
+    buffer: ReadingBuffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeApi(batch=True, names_refused_items=True)
+    api.refuse_used = {2}
+    fill(buffer, 1, 2, 3, 4, 5)
+    assert make_agent(api, buffer).send_all_once() == 0
+    assert [used for _, used in api.received] == [1, 3, 4, 5]
+    # The refused reading was dropped without sending the others one at a time: 1, 3
+    # and 4 went in the batch after the refused one (5, left alone, on its own).
+    assert [r.url.path for r in api.requests] == ["/cpu-info", "/cpu-info", "/cpu-info/web-01"]
+    assert "refused reading #2 of web-01 for good (reading.used: refused)" in caplog.text
+
+
+def test_a_batch_too_large_for_the_api_is_sent_in_smaller_ones_in_order(
+    buffer: ReadingBuffer,
+) -> None:
+    api = FakeApi(batch=True)
+    api.max_batch_items = 3
+    fill(buffer, *range(1, 11))
+    assert make_agent(api, buffer, batch_size=8).send_all_once() == 0
+    assert [used for _, used in api.received] == list(range(1, 11))
+    sizes = [len(json.loads(r.content)) for r in api.requests if r.url.path == "/cpu-info"]
+    assert sizes[:3] == [8, 4, 2]  # halved until the API takes them
+    assert max(sizes[2:]) <= 2

@@ -193,3 +193,21 @@ async def test_swagger_documents_the_api_with_an_example(client: httpx.AsyncClie
     schema = spec["components"]["schemas"]["MemoryReading"]
     assert schema["examples"][0]["total"] == 16_318_064
     assert set(schema["required"]) == set(READING)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Valid readings but for one key given twice, with the same or another value.
+        b'{"total": 16318064, "used": 5204372, "free": 6104220, "shared": 412908, '
+        b'"buff_cache": 5009472, "available": 10352120, "used": 5204372}',
+        b'{"total": 16318064, "total": 16318064, "used": 5204372, "free": 6104220, '
+        b'"shared": 412908, "buff_cache": 5009472, "available": 10352120}',
+    ],
+)
+async def test_a_valid_reading_with_a_key_given_twice_is_refused_with_400(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await client.post("/cpu-info/m1", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert "duplicate key" in response.json()["detail"]

@@ -66,6 +66,17 @@ def test_only_the_newest_reading_per_machine_and_partition_is_kept() -> None:
     assert latest == {"m1": (11, 3), "m2": (5, 4)}
 
 
+def test_a_machines_many_readings_make_one_write_and_the_offsets_cover_them_all() -> None:
+    records = [record("m1", 0, offset, used=offset) for offset in range(20, 30)]
+    records += [record("m2", 0, 30, used=1), FakeRecord(b"m1", b"garbage", 0, 31)]
+    batch = build_batch(records)
+    assert sorted((r.machine_id, r.offset, r.reading.used) for r in batch.readings) == [
+        ("m1", 29, 29),
+        ("m2", 30, 1),
+    ]
+    assert batch.next_offsets == {("readings", 0): 32}
+
+
 def test_readings_of_one_machine_from_two_partitions_are_both_kept() -> None:
     batch = build_batch([record("m1", 0, 10), record("m1", 2, 3)])
     assert sorted((r.partition, r.offset) for r in batch.readings) == [(0, 10), (2, 3)]

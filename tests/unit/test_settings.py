@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from pydantic import ValidationError
 
 from consumer_worker.settings import WorkerSettings
 from producer_api.settings import ProducerSettings
+from telemetry_common.redis_client import create_async_redis, create_sync_redis
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,3 +69,90 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> N
     settings = WorkerSettings(_env_file=None)
     assert settings.redis_password is None
     assert settings.kafka_topic == "memory-readings"
+
+
+def test_the_acl_user_and_password_reach_both_redis_clients() -> None:
+    settings = WorkerSettings(_env_file=None, redis_username="memtel", redis_password="s3cret")
+    for client in (create_sync_redis(settings), create_async_redis(settings)):
+        options = client.connection_pool.connection_kwargs
+        assert options["username"] == "memtel"
+        assert options["password"] == "s3cret"
+
+
+def test_credentials_in_the_redis_url_are_taken_out_of_it() -> None:
+    settings = WorkerSettings(_env_file=None, redis_url="redis://memtel:p%40ss@redis:6379/0")
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.redis_username == "memtel"
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "p@ss"
+    assert "p@ss" not in repr(settings)
+    assert "p%40ss" not in repr(settings)
+
+
+def test_redis_password_wins_over_the_url_s() -> None:
+    settings = WorkerSettings(
+        _env_file=None, redis_url="redis://:old@redis:6379/0", redis_password="new"
+    )
+    options = create_sync_redis(settings).connection_pool.connection_kwargs
+    assert options["password"] == "new"
+
+
+@pytest.fixture
+def pem_files(tmp_path: Path) -> dict[str, Path]:
+    # Only their existence is checked when the settings are read; the client reads them
+    # when it connects.
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("")
+    return files
+
+
+def test_rediss_with_a_ca_and_a_client_certificate_reaches_both_clients(
+    pem_files: dict[str, Path],
+) -> None:
+    settings = ProducerSettings(
+        _env_file=None,
+        redis_url="rediss://redis.internal:6380/0",
+        redis_tls_ca_file=pem_files["ca"],
+        redis_tls_cert_file=pem_files["cert"],
+        redis_tls_key_file=pem_files["key"],
+    )
+    for client in (create_sync_redis(settings), create_async_redis(settings)):
+        pool = client.connection_pool
+        assert "SSL" in pool.connection_class.__name__
+        assert pool.connection_kwargs["ssl_ca_certs"] == str(pem_files["ca"])
+        assert pool.connection_kwargs["ssl_certfile"] == str(pem_files["cert"])
+        assert pool.connection_kwargs["ssl_keyfile"] == str(pem_files["key"])
+        assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
+        assert pool.connection_kwargs["ssl_check_hostname"] is True
+
+
+def test_hostname_verification_can_be_turned_off_but_not_the_chain_s() -> None:
+    settings = ProducerSettings(
+        _env_file=None, redis_url="rediss://10.0.0.7:6380/0", redis_tls_verify_hostname=False
+    )
+    options = create_async_redis(settings).connection_pool.connection_kwargs
+    assert options["ssl_check_hostname"] is False
+    assert options["ssl_cert_reqs"] == "required"
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"redis_tls_ca_file": "ca"}, "REDIS_TLS_CA_FILE given, but REDIS_URL is not rediss://"),
+        (
+            {"redis_url": "rediss://redis/0", "redis_tls_cert_file": "cert"},
+            "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together",
+        ),
+        ({"redis_url": "rediss://redis/0", "redis_tls_ca_file": "missing"}, "redis_tls_ca_file"),
+        ({"redis_url": "http://redis/0"}, "use redis://, rediss:// or unix://"),
+    ],
+)
+def test_inconsistent_redis_tls_settings_are_refused(
+    settings: dict[str, str], says: str, pem_files: dict[str, Path]
+) -> None:
+    resolved: dict[str, Any] = {
+        k: str(pem_files.get(v, v)) if "file" in k else v for k, v in settings.items()
+    }
+    with pytest.raises(ValidationError, match=says):
+        WorkerSettings(_env_file=None, **resolved)

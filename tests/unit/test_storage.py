@@ -63,7 +63,7 @@ def test_the_batch_script_gets_the_steps_then_every_reading() -> None:
         received_at=RECEIVED_AT,
     )
     keys, args = store_batch_call(
-        "built", [PartitionStep(2, None, 42), PartitionStep(5, 7, 9)], [stored]
+        "built", [PartitionStep(2, None, 42), PartitionStep(5, 7, 9)], [stored.as_write()]
     )
     assert keys == ["built", latest_reading_key("m1")]
     assert args == [2, "2", "", 42, "5", "7", 9, *stored.store_args()]

@@ -1,6 +1,9 @@
-"""The worker's librdkafka settings: failover and dead letters."""
+"""The worker's librdkafka settings: failover, dead letters, prefetch and commits."""
 
 from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
 
 from consumer_worker.settings import WorkerSettings
 
@@ -27,3 +30,29 @@ def test_dead_letters_go_through_an_idempotent_producer_with_a_bounded_wait() ->
     assert config["enable.idempotence"] is True
     assert config["message.timeout.ms"] == 4000
     assert settings.dead_letter_flush_timeout_seconds > 4.0
+
+
+def test_the_fetch_settings_bound_what_librdkafka_fetches_ahead() -> None:
+    settings = WorkerSettings(
+        _env_file=None,
+        kafka_queued_max_messages_kbytes=2048,
+        kafka_fetch_max_bytes=2_000_000,
+        kafka_max_partition_fetch_bytes=32_768,
+    )
+    config = settings.consumer_config()
+    assert config["queued.max.messages.kbytes"] == 2048
+    assert config["fetch.max.bytes"] == 2_000_000
+    assert config["max.partition.fetch.bytes"] == 32_768
+    # A full queue must not stall fetching for librdkafka's default second.
+    assert config["fetch.queue.backoff.ms"] <= 100
+
+
+def test_a_fetch_smaller_than_librdkafkas_largest_message_is_refused() -> None:
+    with pytest.raises(ValidationError, match="kafka_fetch_max_bytes"):
+        WorkerSettings(_env_file=None, kafka_fetch_max_bytes=999_999)
+
+
+def test_offsets_are_committed_by_the_worker_not_by_librdkafka() -> None:
+    settings = WorkerSettings(_env_file=None)
+    assert settings.consumer_config()["enable.auto.commit"] is False
+    assert settings.worker_commit_interval_ms == 1000

@@ -1,0 +1,95 @@
+"""The producer API with publishing replaced by an already-completed delivery.
+
+This is the ceiling of `POST /cpu-info/{machine_id}`: the same app (validation, strict
+JSON, routing, the record's encoding, the answer) in the same number of processes under
+the same load, minus the wait for Kafka. It lives here, not in the services, so that no
+setting of the API can turn it on.
+
+    python -m benchmarks.stub_api --workers N    (settings from the environment)
+
+The app is built by `create_app`, with a publisher factory that gives the completed
+publisher where `create_app` takes one (then no Kafka producer exists in the process, and
+the app serves requests exactly as it does with Kafka), else by overriding the publisher
+dependency. Every answer carries offset STUB_OFFSET, which no broker gives, so the
+harness can check that the stub is what answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Sequence
+
+import uvicorn
+from fastapi import FastAPI
+
+from producer_api.app import create_app
+from producer_api.deps import get_publisher
+from producer_api.publisher import DeliveryError, DeliveryReport
+from producer_api.settings import ProducerSettings
+from telemetry_common.contract import KafkaRecord
+from telemetry_common.logs import configure_logging
+
+STUB_OFFSET = -1
+_COMPLETED = DeliveryReport(partition=0, offset=STUB_OFFSET)
+
+
+class CompletedPublisher:
+    """Answers every publish at once, as if the broker had acknowledged it already."""
+
+    healthy = True
+
+    async def publish(self, topic: str, record: KafkaRecord) -> DeliveryReport:
+        return _COMPLETED
+
+    async def publish_all(
+        self, topic: str, records: Sequence[KafkaRecord]
+    ) -> list[DeliveryReport | DeliveryError]:
+        return [_COMPLETED for _ in records]
+
+    async def topic_available(self, topic: str, timeout_seconds: float) -> bool:
+        return True
+
+    async def close(self, flush_timeout_seconds: float) -> None:
+        return None
+
+
+def create_stub_app() -> FastAPI:
+    """The app factory uvicorn calls in each worker process."""
+    settings = ProducerSettings()
+    configure_logging(settings.log_level)
+    publisher = CompletedPublisher()
+    if "publisher_factory" in inspect.signature(create_app).parameters:
+        return create_app(settings, publisher_factory=lambda _: publisher)
+    app = create_app(settings)
+
+    async def completed_publisher() -> CompletedPublisher:
+        return publisher
+
+    app.dependency_overrides[get_publisher] = completed_publisher
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, required=True, help="serving processes")
+    args = parser.parse_args()
+    settings = ProducerSettings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "benchmarks.stub_api:create_stub_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        # As the API serves: the same keep-alive and, where the API has the setting, the
+        # same access log (the API logged every request before it had one).
+        access_log=bool(getattr(settings, "api_access_log", True)),
+        timeout_keep_alive=settings.api_keep_alive_seconds,
+    )
+
+
+if __name__ == "__main__":
+    main()
