@@ -9,7 +9,8 @@ so that `positive_data_acceptance` judges the API and not the generator:
 * JSON Schema counts `1.0` as an integer, the model (documented: a float is refused)
   does not: integral floats are sent as integers;
 * the generator compares against `maximum` in floating point, so it takes integers a
-  little above 2**63 - 1 for valid: they are brought down to it.
+  little above 2**63 - 1 for valid: they are brought down to it (in a single reading
+  and in each item of a batch).
 
 Bodies generated as invalid are left exactly as generated.
 """
@@ -41,13 +42,29 @@ def _is_reading_shaped(body: Any) -> bool:
     )
 
 
+def _within_bounds(reading: Any) -> Any:
+    """A reading-shaped body brought within the bounds; anything else as it was."""
+    if not isinstance(reading, dict):
+        return reading
+    body = {name: _as_integer(value) for name, value in reading.items()}
+    if not _is_reading_shaped(body):
+        return reading
+    columns = {name: min(body[name], _MAX_KIB) for name in _COLUMNS}
+    return {**columns, "total": max(columns.values())}
+
+
 @schemathesis.hook
 def map_case(_: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
     generated_valid = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
-    if not generated_valid or not isinstance(case.body, dict):
+    if not generated_valid:
         return case
-    body = {name: _as_integer(value) for name, value in case.body.items()}
-    if _is_reading_shaped(body):
-        columns = {name: min(body[name], _MAX_KIB) for name in _COLUMNS}
-        case.body = {**columns, "total": max(columns.values())}
+    if isinstance(case.body, dict):
+        case.body = _within_bounds(case.body)
+    elif isinstance(case.body, list):  # a batch: each item's reading
+        case.body = [
+            {**item, "reading": _within_bounds(item["reading"])}
+            if isinstance(item, dict) and "reading" in item
+            else item
+            for item in case.body
+        ]
     return case
