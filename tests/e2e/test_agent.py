@@ -190,9 +190,11 @@ def test_an_outage_of_the_api_loses_nothing_and_keeps_the_order(
     assert buffered == kept + 1
     wait_until(lambda: len(NOT_SENT.findall(agent.log())) >= 4, 30, "failed sends again")
 
-    api.process.start()  # the API is back
+    # (Read before the start: the agent may send as soon as the API answers, before
+    # start() returns.)
     log_before = len(agent.log())
     sent_before = len(ALL_SENT.findall(agent.log()))
+    api.process.start()  # the API is back
     wait_until(lambda: len(ALL_SENT.findall(agent.log())) > sent_before, 60, "the buffer drained")
     # What the outage held back went through the batch endpoint, oldest first, the
     # readings kept over the restart and the one taken after it in the first batch.
