@@ -167,13 +167,10 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     def dead_letter_producer_config(self) -> dict[str, Any]:
         """librdkafka settings of the worker's producer of dead letters."""
         return {
-            **self.kafka_client_config(),
-            "client.id": "memtel-consumer-worker-dlq",
-            # acks=all, no duplicates or reordering on retries within one producer session.
-            "enable.idempotence": True,
-            # After this librdkafka fails the delivery, and the worker retries the batch.
-            "message.timeout.ms": self.kafka_dead_letter_delivery_timeout_ms,
-            "request.timeout.ms": min(30_000, self.kafka_dead_letter_delivery_timeout_ms),
+            # After the delivery timeout the worker retries the batch.
+            **self.acknowledged_producer_config(
+                "memtel-consumer-worker-dlq", self.kafka_dead_letter_delivery_timeout_ms
+            ),
             # Dead letters are rare and each one holds up a batch: send them at once.
             "linger.ms": 0,
         }

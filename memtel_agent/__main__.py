@@ -35,6 +35,7 @@ from memtel_agent.sender import ApiSender, Outcome, SendResult
 from memtel_agent.settings import AgentSettings
 from telemetry_common.contract import MemoryReading
 from telemetry_common.logs import configure_logging
+from telemetry_common.settings import describe_settings_error
 
 logger = logging.getLogger("memtel_agent")
 
@@ -334,23 +335,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad setting as its environment variable."""
-    problems = []
-    for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]).upper()
-        # pydantic prefixes the message of a validator's ValueError; the setting's name
-        # already says where the problem is.
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{name}: {message}" if name else message)
-    return "; ".join(problems)
-
-
 def load_settings() -> AgentSettings:
     try:
         return AgentSettings()
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from exc
+        raise ConfigError(describe_settings_error(exc)) from exc
 
 
 def open_buffer(settings: AgentSettings) -> ReadingBuffer:

@@ -122,13 +122,10 @@ class ProducerSettings(KafkaSettings, RedisSettings):
     def producer_config(self) -> dict[str, Any]:
         """librdkafka settings of the API's idempotent producer, with a bounded delivery."""
         return {
-            **self.kafka_client_config(),
-            "client.id": "memtel-producer-api",
-            # acks=all, no duplicates or reordering on retries within one producer session.
-            "enable.idempotence": True,
-            # After this librdkafka fails the delivery: the bound of every POST.
-            "message.timeout.ms": self.kafka_delivery_timeout_ms,
-            "request.timeout.ms": min(30_000, self.kafka_delivery_timeout_ms),
+            # The delivery timeout is the bound of every POST.
+            **self.acknowledged_producer_config(
+                "memtel-producer-api", self.kafka_delivery_timeout_ms
+            ),
             "linger.ms": self.kafka_linger_ms,
             "compression.type": "lz4",
         }

@@ -225,6 +225,21 @@ class KafkaSettings(ServiceSettings):
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         return config
 
+    def acknowledged_producer_config(
+        self, client_id: str, delivery_timeout_ms: int
+    ) -> dict[str, Any]:
+        """A producer whose every record is acknowledged by all in-sync replicas, or
+        reported failed after `delivery_timeout_ms`: the services' producers."""
+        return {
+            **self.kafka_client_config(),
+            "client.id": client_id,
+            # acks=all, no duplicates or reordering on retries within one producer session.
+            "enable.idempotence": True,
+            # After this librdkafka fails the delivery; the caller bounds its wait by it.
+            "message.timeout.ms": delivery_timeout_ms,
+            "request.timeout.ms": min(30_000, delivery_timeout_ms),
+        }
+
 
 def _as_text(value: Any) -> str:
     """A JSON value of KAFKA_CONFIG as librdkafka's text (true/false, numbers as written)."""

@@ -23,7 +23,11 @@ from devstack.jars import ensure_kafka_libs
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from tests.helpers import READING, TOPIC_PARTITIONS, api_and_worker, unique, wait_until
-from tests.integration.secure_services import assert_no_secret_in_logs, log_line_with
+from tests.integration.secure_services import (
+    assert_no_secret_in_logs,
+    assert_ready_and_round_trip,
+    log_line_with,
+)
 
 USER = "memtel-services"
 DELIVERY_TIMEOUT_MS = 3000
@@ -102,15 +106,7 @@ def test_the_services_publish_and_store_through_sasl_ssl(
         api_and_worker(stack, tmp_path, secure_env) as (url, _),
         httpx.Client(base_url=url, timeout=POST_BOUND_SECONDS) as client,
     ):
-        assert client.get("/readyz").json()["checks"] == {"kafka": "ok", "redis": "ok"}
-        posted = client.post(f"/cpu-info/{machine}", json=READING)
-        assert posted.status_code == 200, posted.text
-
-        def stored() -> httpx.Response | None:
-            response = client.get(f"/cpu-info/{machine}")
-            return response if response.status_code == 200 else None
-
-        assert wait_until(stored, 30, "the reading in Redis").json() == {machine: READING}
+        assert_ready_and_round_trip(client, machine)
     assert_no_secret_in_logs([tmp_path, secure_broker.work_dir], [secure_broker.password])
 
 

@@ -22,7 +22,11 @@ from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.storage import REDIS_KEY_NAMESPACE
 from tests.helpers import READING, api_and_worker, unique, wait_until
-from tests.integration.secure_services import assert_no_secret_in_logs, log_line_with
+from tests.integration.secure_services import (
+    assert_no_secret_in_logs,
+    assert_ready_and_round_trip,
+    log_line_with,
+)
 
 USER = "memtel-services"
 
@@ -111,15 +115,7 @@ def test_the_services_store_and_read_through_tls_as_the_acl_user(
         api_and_worker(stack, tmp_path, secure_env) as (url, _),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
-        assert client.get("/readyz").json()["checks"] == {"kafka": "ok", "redis": "ok"}
-        posted = client.post(f"/cpu-info/{machine}", json=READING)
-        assert posted.status_code == 200, posted.text
-
-        def stored() -> httpx.Response | None:
-            response = client.get(f"/cpu-info/{machine}")
-            return response if response.status_code == 200 else None
-
-        assert wait_until(stored, 30, "the reading in Redis").json() == {machine: READING}
+        assert_ready_and_round_trip(client, machine)
     assert_no_secret_in_logs([tmp_path, secure_redis.work_dir], [secure_redis.password])
 
 
