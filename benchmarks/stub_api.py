@@ -7,24 +7,21 @@ setting of the API can turn it on.
 
     python -m benchmarks.stub_api --workers N    (settings from the environment)
 
-The app is built by `create_app`, with a publisher factory that gives the completed
-publisher where `create_app` takes one (then no Kafka producer exists in the process, and
-the app serves requests exactly as it does with Kafka), else by overriding the publisher
-dependency. Every answer carries offset STUB_OFFSET, which no broker gives, so the
-harness can check that the stub is what answered.
+The app is built by `serve_app`, as the API serves it, with a publisher factory that
+gives the completed publisher: no Kafka producer exists in the process, and the app
+serves requests exactly as it does with Kafka. Every answer carries offset STUB_OFFSET,
+which no broker gives, so the harness can check that the stub is what answered.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI
 
-from producer_api.app import create_app
-from producer_api.deps import get_publisher
+from producer_api.app import serve_app
 from producer_api.publisher import DeliveryError, DeliveryReport
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import KafkaRecord
@@ -56,18 +53,8 @@ class CompletedPublisher:
 
 def create_stub_app() -> FastAPI:
     """The app factory uvicorn calls in each worker process."""
-    settings = ProducerSettings()
-    configure_logging(settings.log_level)
     publisher = CompletedPublisher()
-    if "publisher_factory" in inspect.signature(create_app).parameters:
-        return create_app(settings, publisher_factory=lambda _: publisher)
-    app = create_app(settings)
-
-    async def completed_publisher() -> CompletedPublisher:
-        return publisher
-
-    app.dependency_overrides[get_publisher] = completed_publisher
-    return app
+    return serve_app(publisher_factory=lambda _: publisher)
 
 
 def main() -> None:

@@ -84,7 +84,9 @@ def create_app(
     return app
 
 
-def serve_app() -> FastAPI:
+def serve_app(
+    publisher_factory: Callable[[ProducerSettings], Publisher] = kafka_publisher,
+) -> FastAPI:
     """The app as `python -m producer_api` serves it, built in each worker process.
 
     A worker process starts afresh (uvicorn spawns it), so it reads the settings and
@@ -92,7 +94,7 @@ def serve_app() -> FastAPI:
     """
     settings = ProducerSettings()
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, publisher_factory=publisher_factory)
     # The tens of thousands of objects built so far (modules, models, routes) live as
     # long as the process. Left to the garbage collector, every full collection under
     # load walked them all and held the event loop for tens of milliseconds, a few times
