@@ -48,8 +48,11 @@ def test_no_input_makes_the_api_fail_or_contradict_its_document(api_url: str) ->
             f"{api_url}/openapi.json",
             "--checks",
             "all",
+            # One worker thread: with several, CPython 3.11 at times fails parsing source
+            # in hypothesis ("AST constructor recursion depth mismatch", cpython#106905),
+            # a crash of the fuzzer, not a finding about the API.
             "--workers",
-            "2",
+            "1",
         ],
         cwd=REPO_ROOT,  # the hooks module is imported from here
         capture_output=True,
