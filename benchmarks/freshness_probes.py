@@ -16,14 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
 import httpx
+import redis.asyncio
 import uvloop
 
 from telemetry_common.contract import EXAMPLE_READING
+from telemetry_common.storage import latest_reading_key
 
 _PROBE_TIMEOUT_SECONDS = 10.0
 # GET polls of a probe: this share of the time waited so far, within these bounds.
@@ -39,13 +42,17 @@ class ProbeResults:
     failed: dict[str, int] = field(default_factory=dict)
     post_ms: list[float] = field(default_factory=list)
     freshness_ms: list[float] = field(default_factory=list)
+    in_redis_ms: list[float] = field(default_factory=list)
     not_visible: int = 0
     gets: int = 0
 
 
 class Probes:
-    def __init__(self, client: httpx.AsyncClient, results: ProbeResults) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, store: redis.asyncio.Redis, results: ProbeResults
+    ) -> None:
         self._client = client
+        self._store = store
         self._results = results
         self._run = uuid.uuid4().hex[:8]
 
@@ -65,6 +72,16 @@ class Probes:
             self._failed(f"POST {answer.status_code}")
             return
         self._results.post_ms.append((answered - sent) * 1000)
+        key = latest_reading_key(machine_id)
+        while not await self._store.exists(key):
+            waited = time.perf_counter() - answered
+            if waited >= _PROBE_TIMEOUT_SECONDS:
+                self._results.not_visible += 1
+                return
+            await asyncio.sleep(
+                min(_POLL_MAX_SECONDS, max(_POLL_MIN_SECONDS, waited * _POLL_SHARE))
+            )
+        self._results.in_redis_ms.append((time.perf_counter() - answered) * 1000)
         while (waited := time.perf_counter() - answered) < _PROBE_TIMEOUT_SECONDS:
             self._results.gets += 1
             try:
@@ -96,14 +113,20 @@ class Probes:
 
 async def _main(args: argparse.Namespace) -> ProbeResults:
     results = ProbeResults()
-    async with httpx.AsyncClient(base_url=args.url, timeout=30) as client:
-        await Probes(client, results).run(args.rate, args.seconds)
+    # The stack's password, if it has one, comes as the services get it: from the environment.
+    store = redis.asyncio.Redis.from_url(args.redis_url, password=os.environ.get("REDIS_PASSWORD"))
+    try:
+        async with httpx.AsyncClient(base_url=args.url, timeout=30) as client:
+            await Probes(client, store, results).run(args.rate, args.seconds)
+    finally:
+        await store.aclose()
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
+    parser.add_argument("redis_url", help="the Redis the worker writes to")
     parser.add_argument("--rate", type=float, required=True, help="probes per second")
     parser.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args()
