@@ -63,7 +63,10 @@ CMD ["python", "-m", "producer_api"]
 FROM project AS consumer-worker
 WORKDIR /app
 USER app
-ENV WORKER_HEALTH_FILE=/tmp/consumer-worker.health
+# Metrics (and /healthz) on 9102, reachable from outside the container.
+ENV WORKER_HEALTH_FILE=/tmp/consumer-worker.health \
+    WORKER_METRICS_HOST=0.0.0.0
+EXPOSE 9102
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "consumer_worker.healthcheck", "--max-age", "30"]
 CMD ["python", "-m", "consumer_worker"]

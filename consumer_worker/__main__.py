@@ -1,4 +1,8 @@
-"""`python -m consumer_worker`: run the worker until SIGTERM or SIGINT."""
+"""`python -m consumer_worker`: run the worker until SIGTERM or SIGINT.
+
+A setting that cannot be used stops it at once: one line on stderr naming the setting,
+and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from types import FrameType
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
 from telemetry_common.logs import configure_logging
+from telemetry_common.settings import settings_or_exit
 
 logger = logging.getLogger("consumer_worker")
 
@@ -32,8 +37,8 @@ def install_signal_handlers(worker: ConsumerWorker) -> None:
 
 
 def main() -> None:
-    settings = WorkerSettings()
-    configure_logging(settings.log_level)
+    settings = settings_or_exit(WorkerSettings, "consumer-worker")
+    configure_logging(settings.log_level, settings.log_format)
     worker = ConsumerWorker(settings)
     install_signal_handlers(worker)
     worker.run()

@@ -1,5 +1,5 @@
 """Pure logic of one batch: decode records, set bad ones aside, keep each machine's
-newest reading, compute offsets."""
+newest reading (with the ones it supersedes, for the history), compute offsets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from telemetry_common.contract import decode_reading
+from telemetry_common.contract import decode_reading, is_valid_machine_id
 from telemetry_common.storage import ReadingWrite
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class Batch:
     rejected: list[RejectedRecord] = field(default_factory=list)
     # (topic, partition) -> the next offset to read, i.e. last processed + 1.
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (topic, partition) -> how many of the batch's records came from it.
+    record_counts: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def to_reading_write(record: KafkaRecord, partition: int, offset: int) -> ReadingWrite:
@@ -76,11 +78,11 @@ def build_batch(records: Sequence[KafkaRecord]) -> Batch:
     the worker's: whatever a producer put on the topic (not only what the contract
     names invalid) must not stop the records around it. Rejected records still move
     the offsets: they go to the dead-letter topic, not back to the start of the queue.
-    Of a machine's readings only the newest is kept (see `latest_per_machine`); the
-    offsets still cover every record.
+    Of a machine's readings only the newest is kept, carrying the others for the
+    history (see `latest_per_machine`); the offsets still cover every record.
     """
     batch = Batch()
-    next_offsets = batch.next_offsets
+    next_offsets, record_counts = batch.next_offsets, batch.record_counts
     readings = []
     for record in records:
         topic, partition, offset = record.topic() or "", record.partition(), record.offset()
@@ -89,37 +91,71 @@ def build_batch(records: Sequence[KafkaRecord]) -> Batch:
         position = (topic, partition)
         if offset >= next_offsets.get(position, 0):
             next_offsets[position] = offset + 1
+        record_counts[position] = record_counts.get(position, 0) + 1
         try:
             readings.append(to_reading_write(record, partition, offset))
         except Exception as exc:
             batch.rejected.append(RejectedRecord(record, exc))
-            logger.warning(
-                "rejecting record %s[%d]@%d: %s: %s",
-                topic,
-                partition,
-                offset,
-                type(exc).__name__,
-                str(exc).splitlines()[0][:200] if str(exc) else "",
-            )
+            _log_rejection(record, topic, partition, offset, exc)
     batch.readings = latest_per_machine(readings)
     return batch
 
 
+def _log_rejection(
+    record: KafkaRecord, topic: str, partition: int, offset: int, error: Exception
+) -> None:
+    fields: dict[str, object] = {"topic": topic, "partition": partition, "offset": offset}
+    # The key names the machine only if it is a machine id: anything else a producer put
+    # there (any bytes, any length) stays out of the log.
+    key = record.key()
+    machine_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    if machine_id is not None and is_valid_machine_id(machine_id):
+        fields["machine_id"] = machine_id
+    logger.warning(
+        "rejecting record %s[%d]@%d%s: %s: %s",
+        topic,
+        partition,
+        offset,
+        f" of {machine_id}" if "machine_id" in fields else "",
+        type(error).__name__,
+        str(error).splitlines()[0][:200] if str(error) else "",
+        extra=fields,
+    )
+
+
 def latest_per_machine(readings: Iterable[ReadingWrite]) -> list[ReadingWrite]:
-    """Keep, per machine and partition, only the reading with the highest offset.
+    """Keep, per machine and partition, only the reading with the highest offset, which
+    carries the others in its `earlier` (oldest first) for the history.
 
     The store script would overwrite the older readings in the same batch at once, so
-    they are not sent to Redis. A machine's records share a partition (the machine id
-    is the record key), so this is one reading per machine. Only after the topic was
-    repartitioned can a batch hold a machine's readings from two partitions: all are
-    kept, because the script orders those by timestamp against what Redis holds, and
-    writes a partition's readings only while that partition's view is in step; picking
-    one of them here could drop the one that Redis would have taken.
+    they are not sent to the latest hash; the history takes every one of them. A
+    machine's records share a partition (the machine id is the record key), so this is
+    one reading per machine. Only after the topic was repartitioned can a batch hold a
+    machine's readings from two partitions: all are kept, because the script orders
+    those by timestamp against what Redis holds, and writes a partition's readings only
+    while that partition's view is in step; picking one of them here could drop the one
+    that Redis would have taken.
     """
     newest: dict[tuple[str, int], ReadingWrite] = {}
+    # Only for the slots with more than one reading: most hold one.
+    chains: dict[tuple[str, int], list[ReadingWrite]] = {}
     for reading in readings:
         slot = (reading.machine_id, reading.partition)
         kept = newest.get(slot)
-        if kept is None or reading.offset > kept.offset:
-            newest[slot] = reading
+        if kept is not None:
+            chain = chains.get(slot)
+            if chain is None:
+                chains[slot] = [kept, reading]
+            else:
+                chain.append(reading)
+        newest[slot] = reading
+    for slot, chain in chains.items():
+        # A partition's records come in offset order; sorting (linear on sorted input)
+        # keeps the newest and the history's order right whatever happens.
+        chain.sort(key=_offset)
+        newest[slot] = chain[-1]._replace(earlier=tuple(chain[:-1]))
     return list(newest.values())
+
+
+def _offset(reading: ReadingWrite) -> int:
+    return reading.offset

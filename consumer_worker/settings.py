@@ -8,11 +8,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from telemetry_common.settings import KafkaSettings, RedisSettings
+from telemetry_common.storage import DEFAULT_CONSUMER_GROUP, HistoryRetention
 
 
 class WorkerSettings(KafkaSettings, RedisSettings):
     kafka_consumer_group: str = Field(
-        "memtel-redis-writer", min_length=1, description="Consumer group of the workers."
+        DEFAULT_CONSUMER_GROUP, min_length=1, description="Consumer group of the workers."
     )
     kafka_dead_letter_topic: str = Field(
         "memory-readings.dlq", min_length=1, description="Topic for records the worker cannot use."
@@ -130,10 +131,56 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     worker_health_file: Path | None = Field(
         None,
         description=(
-            "File the worker touches while its loop runs; "
-            "`python -m consumer_worker.healthcheck` checks its age."
+            "File the worker's loop rewrites with its status (heartbeat, last progress, "
+            "lag); `python -m consumer_worker.healthcheck` judges it."
         ),
     )
+    worker_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "How long the worker may be behind (lag above 0) without storing anything "
+            "before its health check fails."
+        ),
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface the Prometheus metrics (and /healthz) server binds to.",
+    )
+    worker_metrics_port: int = Field(
+        9102,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus metrics (and /healthz) server; 0: no server.",
+    )
+
+    # A history entry takes some 75 bytes of Redis memory: the defaults keep at most
+    # about 75 KB per machine (docs/history.md has the arithmetic).
+    history_max_entries: int = Field(
+        1_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Most history entries kept per machine (the oldest go first); 0: no bound by "
+            "count. With HISTORY_MAX_AGE_SECONDS also 0, no history is kept."
+        ),
+    )
+    history_max_age_seconds: int = Field(
+        86_400,
+        ge=0,
+        le=10 * 366 * 86_400,
+        description=(
+            "History entries older than this are removed (by the time of their reading), "
+            "and a machine's whole history once its newest entry is; 0: no bound by age."
+        ),
+    )
+
+    def history_retention(self) -> HistoryRetention:
+        return HistoryRetention(
+            max_entries=self.history_max_entries, max_age_ms=self.history_max_age_seconds * 1000
+        )
 
     def consumer_config(self) -> dict[str, Any]:
         """librdkafka settings of the worker's consumer."""

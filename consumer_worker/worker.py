@@ -22,6 +22,11 @@ is built, and a view found behind (Redis lost writes, was emptied or replaced) i
 rebuilt by replaying the partition from there. The writes are idempotent (a replayed
 record never overwrites a newer one), so replays are harmless. Every call on the
 consumer happens on the thread that runs `run()`.
+
+The loop reports on itself: Prometheus metrics (`metrics.py`), among them each
+partition's lag (`lag.py`), worked out on this thread also while a step is retried, and
+a health status (`heartbeat.py`) that turns unhealthy when the loop stops or when the
+worker is behind and stores nothing for `worker_stall_seconds`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 from tenacity import (
     RetryCallState,
@@ -57,11 +63,18 @@ from consumer_worker.dead_letters import (
     DeadLetterUnavailableError,
     dead_letter,
 )
-from consumer_worker.heartbeat import Heartbeat
+from consumer_worker.heartbeat import Heartbeat, Verdict, judge
+from consumer_worker.lag import REFRESH_INTERVAL_SECONDS, PartitionLag
+from consumer_worker.metrics import MetricsServer, WorkerMetrics
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from telemetry_common.redis_client import create_sync_redis
-from telemetry_common.storage import PartitionStep, built_offsets_key
+from telemetry_common.storage import (
+    PartitionStep,
+    ReadingWrite,
+    StoreBatchResult,
+    built_offsets_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +116,14 @@ class ConsumerWorker:
             settings.dead_letter_flush_timeout_seconds,
         )
         self._redis = create_sync_redis(settings)
-        self._sink = RedisSink(self._redis)
+        self._sink = RedisSink(self._redis, settings.history_retention())
         self._built_offsets_key = built_offsets_key(settings.kafka_consumer_group, self._topic)
         self._heartbeat = Heartbeat(settings.worker_health_file)
+        self.metrics = WorkerMetrics(CollectorRegistry())
+        self._metrics_server = MetricsServer(self.metrics.registry, self.health)
+        self._lag = PartitionLag(self._consumer, self._topic, self.metrics.consumer_lag)
+        # Partitions whose assignment waits for Redis's view to be read (see _on_assign).
+        self._assigning: list[int] = []
         self._stop = threading.Event()
         # Per assigned partition: the offset up to which Redis's view is built, as this
         # worker last saw or wrote it (None: nothing yet). Only partitions in here are
@@ -128,6 +146,20 @@ class ConsumerWorker:
         """Finish the current batch, commit, close. Safe from a signal handler or thread."""
         self._stop.set()
 
+    def health(self) -> Verdict:
+        """Whether the worker runs and makes progress (docs/operations.md, "Worker
+        health"). Safe from any thread."""
+        return judge(
+            self._heartbeat.status,
+            time.time(),
+            stall_seconds=self._settings.worker_stall_seconds,
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port metrics are served on (None: not served)."""
+        return self._metrics_server.port
+
     def run(self) -> None:
         logger.info(
             "consuming %s as group %s (%s) from %s",
@@ -138,15 +170,16 @@ class ConsumerWorker:
             else "dynamic member",
             self._settings.kafka_bootstrap_servers,
         )
-        self._consumer.subscribe(
-            [self._topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._serve_metrics()
         try:
+            self._consumer.subscribe(
+                [self._topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
             while not self._stop.is_set():
-                self._heartbeat.beat()
+                self._report()
                 self._check_view_if_due()
                 batch = self._next_batch()
                 if batch is not None:
@@ -164,6 +197,39 @@ class ConsumerWorker:
             self._dead_letters.close()
             self._redis.close()
             self._heartbeat.clear()
+            self._metrics_server.close()
+
+    def _serve_metrics(self) -> None:
+        host, port = self._settings.worker_metrics_host, self._settings.worker_metrics_port
+        if not port:
+            logger.info("metrics not served (WORKER_METRICS_PORT=0)")
+            return
+        try:
+            self._metrics_server.start(host, port)
+        except OSError as exc:
+            # Metrics are for watching the worker; without them it still moves readings.
+            logger.error(
+                "metrics NOT served: cannot listen on %s:%d (%s); set WORKER_METRICS_PORT "
+                "to a free port, or to 0",
+                host,
+                port,
+                exc,
+            )
+            return
+        logger.info("serving metrics on http://%s:%d/metrics, health on /healthz", host, port)
+
+    def _report(self, *, stuck: bool = False) -> None:
+        """Work the lag out (at most once a second) and beat the heartbeat with it.
+
+        `stuck`: a step is being retried, so librdkafka's fetch queue may be full and the
+        watermarks it caches no longer move: the partition leaders are asked instead.
+        """
+        self._lag.refresh(self._view_built_to, self._assigning, ask_brokers=stuck)
+        self._heartbeat.beat(self._lag.total)
+
+    def _progressed(self) -> None:
+        self._heartbeat.progressed()
+        self.metrics.last_progress.set_to_current_time()
 
     def _next_batch(self) -> Batch | None:
         """The next batch of records (None if none came within the poll timeout).
@@ -172,7 +238,12 @@ class ConsumerWorker:
         ones), so that they do not stay in memory while the batch is written.
         """
         records = self._without_errors(self._next_records())
-        return build_batch(records) if records else None
+        if not records:
+            return None
+        batch = build_batch(records)
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.consumed(batch.record_counts.items())
+        return batch
 
     def _next_records(self) -> list[Message]:
         """Wait for the first record, then take what else is already fetched.
@@ -196,19 +267,48 @@ class ConsumerWorker:
             if partition in self._view_built_to
         ]
         readings = [r for r in batch.readings if r.partition in self._view_built_to]
+
+        def write() -> StoreBatchResult:
+            started = time.perf_counter()
+            written = self._sink.write_batch(self._built_offsets_key, steps, readings)
+            self.metrics.redis_write_duration.observe(time.perf_counter() - started)
+            return written
+
         result = self._until_done(
-            lambda: self._sink.write_batch(self._built_offsets_key, steps, readings),
-            RedisError,
-            "Redis write",
+            write, RedisError, "Redis write", self.metrics.redis_failures.labels("write")
         )
         if result is None:
             return
-        self.readings_written += result.written
+        self._count_outcome(batch, readings, result)
         for step in steps:
             if step.partition not in result.out_of_step:
                 self._view_built_to[step.partition] = step.next_offset
                 self._pending_commits.stored(step.partition, step.next_offset)
+        if len(result.out_of_step) < len(steps):
+            self._progressed()
         self._replay_from(result.out_of_step)
+
+    def _count_outcome(
+        self, batch: Batch, sent: Sequence[ReadingWrite], result: StoreBatchResult
+    ) -> None:
+        """What became of the batch's readings: written, stale, or superseded."""
+        self.readings_written += result.written
+        # The script stores each reading of a partition in step unless Redis holds a newer
+        # one; the readings of partitions out of step are replayed, so counted later.
+        in_step = sum(1 for r in sent if r.partition not in result.out_of_step)
+        stale = in_step - result.written
+        superseded = sum(batch.record_counts.values()) - len(batch.rejected) - len(batch.readings)
+        self.metrics.readings_written.inc(result.written)
+        self.metrics.readings_stale.inc(stale)
+        self.metrics.readings_superseded.inc(superseded)
+        logger.debug(
+            "batch stored: %d readings written, %d stale, %d superseded in the batch, "
+            "%d records dead-lettered",
+            result.written,
+            stale,
+            superseded,
+            len(batch.rejected),
+        )
 
     def _send_dead_letters(self, batch: Batch) -> bool:
         """Dead-letter the batch's rejected records; False if stopped before the broker
@@ -218,10 +318,13 @@ class ConsumerWorker:
             lambda: self._dead_letters.publish(letters),
             (DeadLetterUnavailableError, KafkaException),
             "dead-letter send",
+            self.metrics.dead_letter_failures,
         )
         if sent is None:
             return False
         self.records_dead_lettered += sent
+        self.metrics.records_dead_lettered.inc(sent)
+        self._progressed()
         return True
 
     def _until_done(
@@ -230,6 +333,7 @@ class ConsumerWorker:
         attempt: Callable[[], T],
         errors: type[Exception] | tuple[type[Exception], ...],
         what: str,
+        failures: Counter,
     ) -> T | None:
         """Run `attempt` until it succeeds, backing off between tries on `errors`.
 
@@ -243,7 +347,7 @@ class ConsumerWorker:
             ),
             stop=lambda _: self._stop.is_set(),
             sleep=self._wait_before_retry,
-            before_sleep=lambda state: self._log_retry(what, state),
+            before_sleep=lambda state: self._log_retry(what, state, failures),
         )
         try:
             return retrying(attempt)
@@ -257,11 +361,15 @@ class ConsumerWorker:
             return None
 
     def _wait_before_retry(self, seconds: float) -> None:
-        # Waiting on the stop event (not sleeping) lets a stop signal cut the wait short.
-        self._heartbeat.beat()
-        self._stop.wait(seconds)
+        # Waiting on the stop event (not sleeping) lets a stop signal cut the wait short;
+        # waiting in slices keeps the lag and the heartbeat current meanwhile.
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            self._report(stuck=True)
+            self._stop.wait(min(remaining, REFRESH_INTERVAL_SECONDS))
 
-    def _log_retry(self, what: str, state: RetryCallState) -> None:
+    def _log_retry(self, what: str, state: RetryCallState, failures: Counter) -> None:
+        failures.inc()
         if what == "dead-letter send":
             self.failed_dead_letter_sends += 1
         else:
@@ -289,7 +397,13 @@ class ConsumerWorker:
         except KafkaException as exc:
             # Redis holds the records and where its view is built up to; a failed commit
             # (e.g. during a rebalance) only makes the group's lag look larger for a while.
-            logger.warning("offset commit failed: %s", exc)
+            self.metrics.commit_failures.inc()
+            logger.warning(
+                "offset commit failed (%s): %s",
+                _describe(partitions),
+                exc,
+                extra={"partitions": sorted(offsets)},
+            )
 
     def _commit_before_closing(self, offsets: dict[int, int]) -> None:
         """Commit what is owed at shutdown, unless the group coordinator does not answer.
@@ -314,6 +428,7 @@ class ConsumerWorker:
     def _on_commit(self, err: KafkaError | None, _: list[TopicPartition]) -> None:
         # The outcome of an asynchronous commit, reported from inside poll()/consume().
         if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self.metrics.commit_failures.inc()
             logger.warning("offset commit failed: %s", err)
 
     def _check_view_if_due(self) -> None:
@@ -330,6 +445,7 @@ class ConsumerWorker:
         try:
             in_redis = self._sink.built_offsets(self._built_offsets_key, partitions)
         except RedisError as exc:
+            self.metrics.redis_failures.labels("read_view").inc()
             logger.warning("cannot check Redis's view (%s); the next write retries", exc)
             return
         self._replay_from(
@@ -341,6 +457,7 @@ class ConsumerWorker:
         for partition, built in in_redis.items():
             if partition not in self._view_built_to:
                 continue
+            fields = {"topic": self._topic, "partition": partition, "offset": built}
             logger.warning(
                 "Redis's view of %s[%d] is built up to %s, not %s as written: "
                 "reading the partition again from there",
@@ -348,17 +465,21 @@ class ConsumerWorker:
                 partition,
                 "nothing" if built is None else f"offset {built}",
                 self._view_built_to[partition],
+                extra=fields,
             )
             try:
                 self._consumer.seek(TopicPartition(self._topic, partition, _start_of(built)))
             except KafkaException as exc:
                 # Expectations stay as they were: the next write or check is out of step
                 # again and retries the seek; nothing is written for the partition meanwhile.
-                logger.warning("seek of %s[%d] failed: %s", self._topic, partition, exc)
+                logger.warning(
+                    "seek of %s[%d] failed: %s", self._topic, partition, exc, extra=fields
+                )
                 continue
             self._view_built_to[partition] = built
             self._pending_commits.forget([partition])
             self.view_replays += 1
+            self.metrics.view_replays.inc()
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
         records = []
@@ -383,11 +504,18 @@ class ConsumerWorker:
         """Start each new partition where Redis's view of it is built, not where the
         group committed: Redis may have lost writes the group committed past."""
         numbers = [p.partition for p in partitions]
-        built = self._until_done(
-            lambda: self._sink.built_offsets(self._built_offsets_key, numbers),
-            RedisError,
-            "read of Redis's view",
-        )
+        # While Redis cannot be read the partitions are in neither the consumer's
+        # assignment nor the view: the lag still counts them, from the group's commits.
+        self._assigning = numbers
+        try:
+            built = self._until_done(
+                lambda: self._sink.built_offsets(self._built_offsets_key, numbers),
+                RedisError,
+                "read of Redis's view",
+                self.metrics.redis_failures.labels("read_view"),
+            )
+        finally:
+            self._assigning = []
         if built is None:
             # Stopping while Redis is down: take the partitions but read none of them.
             consumer.incremental_assign(partitions)
@@ -404,6 +532,7 @@ class ConsumerWorker:
                 for p in numbers
             )
             or "none",
+            extra={"topic": self._topic, "partitions": numbers},
         )
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
@@ -414,13 +543,22 @@ class ConsumerWorker:
             self._pending_commits.take(p.partition for p in partitions), asynchronous=False
         )
         self._forget(partitions)
-        logger.info("partitions revoked: %s", _describe(partitions))
+        logger.info(
+            "partitions revoked: %s",
+            _describe(partitions),
+            extra={"topic": self._topic, "partitions": [p.partition for p in partitions]},
+        )
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        logger.warning("partitions lost (their records will be re-read): %s", _describe(partitions))
+        logger.warning(
+            "partitions lost (their records will be re-read): %s",
+            _describe(partitions),
+            extra={"topic": self._topic, "partitions": [p.partition for p in partitions]},
+        )
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._view_built_to.pop(p.partition, None)
         self._pending_commits.forget(p.partition for p in partitions)
+        self._lag.forget(p.partition for p in partitions)

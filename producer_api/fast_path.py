@@ -11,16 +11,18 @@ the limit, a root path, an overridden dependency), it steps aside: the route get
 request, its body replayed as it arrived, and gives its own answer. Every error answer
 therefore has one definition, the route's; this path only ever accepts.
 
-The checks are the routes' own rules, applied by the same code: the machine-id rule
-(`is_valid_machine_id`), the content type (`unsupported_content`), the models
-(`MemoryReading`, `MachineReading`) and the batch bound. Only strict JSON is checked
-another way, with the same result for every body this path accepts: the model
-validates the body's JSON directly (pydantic's parser refuses everything strict JSON
-refuses, `NaN`, over-long numbers, lone surrogates, a BOM, trailing data, except
-duplicate keys, where it keeps the last), and then the body's colons are counted. A
-body the model accepted holds nothing but the model's keys, integers and machine ids,
-none of which can hold a colon: it has exactly one colon per key, so one more colon
-than the model has keys means a key came twice, and the route refuses the body (400).
+The checks are the routes' own rules, applied by the same code: the API key when keys
+are configured (`KeyCheck.admits`; a missing or wrong key goes to the route, which
+answers 401 or 403), the machine-id rule (`is_valid_machine_id`), the content type
+(`unsupported_content`), the models (`MemoryReading`, `MachineReading`) and the batch
+bound. Only strict JSON is checked another way, with the same result for every body this
+path accepts: the model validates the body's JSON directly (pydantic's parser refuses
+everything strict JSON refuses, `NaN`, over-long numbers, lone surrogates, a BOM,
+trailing data, except duplicate keys, where it keeps the last), and then the body's
+colons are counted. A body the model accepted holds nothing but the model's keys,
+integers and machine ids, none of which can hold a colon: it has exactly one colon per
+key, so one more colon than the model has keys means a key came twice, and the route
+refuses the body (400).
 
 It sits in front of the app's whole middleware stack (see `ProducerApi`): a POST waits
 for the broker, and every layer between the server and the awaiting code is suspended
@@ -28,7 +30,9 @@ and resumed with it, which in FastAPI's stack of a dozen layers cost as much as 
 POST's own work. So it applies the body limit itself, in the one form it serves (a body
 whose Content-Length is within API_MAX_BODY_BYTES; anything else goes to the stack and
 its 413), and an unexpected error reaches the server, which answers 500 and logs it, as
-FastAPI's outer layer does.
+FastAPI's outer layer does. What must see every request (the request id, the request
+counter, CORS) wraps this path in turn (see `ProducerApi`); for the counter, a request
+served here leaves its route template in the scope, as the router leaves the route.
 """
 
 from __future__ import annotations
@@ -41,12 +45,15 @@ from pydantic import Field, TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer_api.auth import KeyCheck
 from producer_api.batch_models import MachineReading
+from producer_api.consistency import CONSISTENCY_HEADER_RAW, token_of
 from producer_api.deps import get_publisher, get_settings
 from producer_api.errors import delivery_failed
 from producer_api.json_route import JSON_MEDIA_TYPE, unsupported_content
 from producer_api.publisher import DeliveryError, Publisher
 from producer_api.record_batch import encode_batch
+from producer_api.request_metrics import ROUTE_TEMPLATE
 from producer_api.routes import OFFSET_HEADER, PARTITION_HEADER, batch_answer
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import (
@@ -59,6 +66,7 @@ from telemetry_common.contract import (
 # The routes' paths; Starlette's `{machine_id}` matches one segment, as here.
 _BATCH_PATH: Final = "/cpu-info"
 _READING_PATH: Final = re.compile(r"/cpu-info/([^/]+)")
+_READING_TEMPLATE: Final = "/cpu-info/{machine_id}"
 # The batch route's body (`routes.BatchBody`) and the single route's answer model: the
 # same validators, and the same serializer for the same bytes.
 _BATCH: Final = TypeAdapter(Annotated[list[MachineReading], Field(min_length=1)])
@@ -119,9 +127,12 @@ def _valid_batch(body: bytes, max_items: int) -> list[MachineReading] | None:
 class IngestFastPath:
     """ASGI middleware: the common case of the two ingest endpoints, handled here."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int | None, key_check: KeyCheck | None = None
+    ) -> None:
         self.app = app
         self._max_body_bytes = max_body_bytes
+        self._key_check = key_check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _served_here(scope):
@@ -133,7 +144,8 @@ class IngestFastPath:
         if not (batch or (match and is_valid_machine_id(match.group(1)))):
             await self.app(scope, receive, send)
             return
-        if not self._sized_json(Headers(scope=scope)):
+        headers = Headers(scope=scope)
+        if not self._sized_json(headers) or not self._key_admitted(headers):
             await self.app(scope, receive, send)
             return
         messages = await _receive_body(receive)
@@ -146,10 +158,12 @@ class IngestFastPath:
         if batch:
             items = _valid_batch(body, settings.api_max_batch_items)
             if items is not None:
+                scope[ROUTE_TEMPLATE] = _BATCH_PATH
                 await self._publish_batch(scope, receive, send, publisher, settings, items)
                 return
         elif match and (reading := _valid_reading(body)) is not None:
             machine_id = match.group(1)
+            scope[ROUTE_TEMPLATE] = _READING_TEMPLATE
             await self._publish(scope, receive, send, publisher, settings, machine_id, reading)
             return
         await self.app(scope, _replaying(messages, receive), send)
@@ -163,6 +177,9 @@ class IngestFastPath:
             return False
         within = self._max_body_bytes is None or size <= self._max_body_bytes
         return within and unsupported_content(headers) is None
+
+    def _key_admitted(self, headers: Headers) -> bool:
+        return self._key_check is None or self._key_check.admits(headers)
 
     async def _publish(
         self,
@@ -190,6 +207,7 @@ class IngestFastPath:
                     _CONTENT_TYPE,
                     (_PARTITION, str(report.partition).encode()),
                     (_OFFSET, str(report.offset).encode()),
+                    (CONSISTENCY_HEADER_RAW, token_of(report.partition, report.offset).encode()),
                 ],
             }
         )

@@ -24,12 +24,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Final, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from producer_api.metrics import PublishKind, PublishMetrics
 from telemetry_common.contract import KafkaRecord
 
 logger = logging.getLogger(__name__)
@@ -47,8 +51,53 @@ _BUSY_POLL_SECONDS = 0.001
 _IDLE_POLL_SECONDS = 0.1
 
 
+class FailureCause(StrEnum):
+    """Why a record was not acknowledged (the `cause` label of the failure metric)."""
+
+    TIMEOUT = "timeout"  # no acknowledgement within KAFKA_DELIVERY_TIMEOUT_MS
+    BROKER_UNAVAILABLE = "broker_unavailable"  # no broker, or no leader, could take it
+    QUEUE_FULL = "queue_full"  # the producer's local queue was full
+    FATAL = "fatal"  # the producer hit a fatal error and can no longer publish
+    NOT_SENT = "not_sent"  # a batch's earlier record could not be queued, so not this one
+    REFUSED = "refused"  # Kafka refused it for any other reason (size, authorization, ...)
+
+
+_TIMEOUTS: Final = frozenset(
+    {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT}
+)
+_UNAVAILABLE: Final = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError.BROKER_NOT_AVAILABLE,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+    }
+)
+
+
+def cause_of(err: KafkaError) -> FailureCause:
+    code = err.code()
+    if err.fatal() or code == KafkaError._FATAL:
+        return FailureCause.FATAL
+    if code in _TIMEOUTS:
+        return FailureCause.TIMEOUT
+    if code in _UNAVAILABLE:
+        return FailureCause.BROKER_UNAVAILABLE
+    if code == KafkaError._QUEUE_FULL:
+        return FailureCause.QUEUE_FULL
+    return FailureCause.REFUSED
+
+
 class DeliveryError(Exception):
     """The broker did not acknowledge a record; it may or may not have been written."""
+
+    def __init__(self, message: str, cause: FailureCause) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -86,12 +135,15 @@ class _Awaited:
     Lives on the event loop; the delivery callbacks only name the slot to fill.
     """
 
-    __slots__ = ("done", "missing", "outcomes")
+    __slots__ = ("done", "finished", "missing", "outcomes", "started")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
         self.outcomes: list[DeliveryReport | DeliveryError | None] = [None] * count
         self.missing = count
         self.done: asyncio.Future[None] = loop.create_future()
+        # From the first record's produce() to the last record's report (perf_counter).
+        self.started = time.perf_counter()
+        self.finished: float | None = None
 
     def settle(self, index: int, outcome: DeliveryReport | DeliveryError) -> None:
         if self.done.done():  # answered, or the publish gave up waiting
@@ -99,6 +151,7 @@ class _Awaited:
         self.outcomes[index] = outcome
         self.missing -= 1
         if self.missing == 0:
+            self.finished = time.perf_counter()
             self.done.set_result(None)
 
     def settle_rest(self, first: int, error: DeliveryError, rest: DeliveryError) -> None:
@@ -108,7 +161,7 @@ class _Awaited:
             self.settle(index, rest)
 
     def results(self) -> list[DeliveryReport | DeliveryError]:
-        late = DeliveryError("no acknowledgement from Kafka in time")
+        late = DeliveryError("no acknowledgement from Kafka in time", FailureCause.TIMEOUT)
         return [late if outcome is None else outcome for outcome in self.outcomes]
 
 
@@ -119,7 +172,8 @@ _Delivered = tuple[_Awaited, int, KafkaError | None, Message]
 def _settle_all(delivered: list[_Delivered]) -> None:
     for awaited, index, err, msg in delivered:
         if err is not None:
-            awaited.settle(index, DeliveryError(f"Kafka refused the record: {err.str()}"))
+            error = DeliveryError(f"Kafka refused the record: {err.str()}", cause_of(err))
+            awaited.settle(index, error)
         else:
             awaited.settle(index, _report_from(msg))
 
@@ -130,10 +184,15 @@ class KafkaPublisher:
     Built on the event loop it serves (in the app's lifespan), which serves its reports.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], metrics: PublishMetrics | None = None) -> None:
         # librdkafka fails a delivery after `message.timeout.ms`: the one setting that
         # bounds a publish. The wait below only adds a grace period on top of it.
         self._delivery_timeout_seconds = int(config["message.timeout.ms"]) / 1000
+        # Without the app's metrics (a publisher of its own in a test), metrics of its own.
+        self._metrics = metrics if metrics is not None else PublishMetrics.unregistered()
+        self._metrics.expect_causes(FailureCause)
+        # Publishes waiting for the broker: counted here, shown by the report loop.
+        self._in_flight = 0
         self._fatal_error: KafkaError | None = None
         self._producer = Producer({**config, "error_cb": self._on_client_error})
         self._loop = asyncio.get_running_loop()
@@ -162,7 +221,12 @@ class KafkaPublisher:
             self._settle_noted()
             # The producer's length counts records not yet acknowledged and reports not
             # yet served.
-            if len(self._producer):
+            queued = len(self._producer)
+            # The gauges, from here rather than from every publish: a gauge's value is a
+            # write to a shared file with several server processes, and this loop runs
+            # at most a thousand times a second (ten when idle), whatever the load.
+            self._metrics.sample(self._in_flight, queued)
+            if queued:
                 await asyncio.sleep(_BUSY_POLL_SECONDS)
                 continue
             self._records_waiting.clear()
@@ -199,7 +263,9 @@ class KafkaPublisher:
         awaited = _Awaited(self._loop, len(records))
         self._records_waiting.set()
         if self._fatal_error is not None:
-            unusable = DeliveryError(f"the Kafka producer is unusable: {self._fatal_error.str()}")
+            unusable = DeliveryError(
+                f"the Kafka producer is unusable: {self._fatal_error.str()}", FailureCause.FATAL
+            )
             awaited.settle_rest(0, unusable, unusable)
             return awaited
         produce = self._producer.produce
@@ -213,26 +279,40 @@ class KafkaPublisher:
                     headers=record.headers,
                     on_delivery=functools.partial(note, awaited, index),
                 )
-            except (BufferError, KafkaException) as exc:
-                error = DeliveryError(
-                    "the producer's local queue is full"
-                    if isinstance(exc, BufferError)
-                    else f"Kafka refused the record: {exc.args[0].str()}"
-                )
-                not_sent = DeliveryError(
-                    f"not sent: record {index} of the batch could not be queued ({error})"
-                )
-                awaited.settle_rest(index, error, not_sent)
-                break
+            except BufferError:
+                error = DeliveryError("the producer's local queue is full", FailureCause.QUEUE_FULL)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                error = DeliveryError(f"Kafka refused the record: {err.str()}", cause_of(err))
+            else:
+                continue
+            not_sent = DeliveryError(
+                f"not sent: record {index} of the batch could not be queued ({error})",
+                FailureCause.NOT_SENT,
+            )
+            awaited.settle_rest(index, error, not_sent)
+            break
         return awaited
 
-    async def _answers(self, awaited: _Awaited) -> list[DeliveryReport | DeliveryError]:
+    async def _answers(
+        self, awaited: _Awaited, kind: PublishKind
+    ) -> list[DeliveryReport | DeliveryError]:
+        self._in_flight += 1
         try:
             async with asyncio.timeout(self._delivery_timeout_seconds + _CALLBACK_GRACE_SECONDS):
                 await awaited.done
         except TimeoutError:
             pass  # the records without an answer are reported as not acknowledged
-        return awaited.results()
+        finally:
+            self._in_flight -= 1
+        outcomes = awaited.results()
+        failed = [outcome.cause for outcome in outcomes if isinstance(outcome, DeliveryError)]
+        if failed:
+            for cause, records in Counter(failed).items():
+                self._metrics.failed(cause, records)
+        elif awaited.finished is not None:
+            self._metrics.acknowledged(kind, awaited.finished - awaited.started)
+        return outcomes
 
     async def publish(self, topic: str, record: KafkaRecord) -> DeliveryReport:
         """Produce one record; return once the broker acknowledged it.
@@ -240,7 +320,7 @@ class KafkaPublisher:
         Raises DeliveryError if the record was refused, could not be queued, or was not
         acknowledged within the delivery timeout.
         """
-        (outcome,) = await self._answers(self._produce_all(topic, (record,)))
+        (outcome,) = await self._answers(self._produce_all(topic, (record,)), "reading")
         if isinstance(outcome, DeliveryError):
             raise outcome
         return outcome
@@ -255,7 +335,7 @@ class KafkaPublisher:
         Records are produced in order, so records of one key keep their order in the
         topic.
         """
-        return await self._answers(self._produce_all(topic, records))
+        return await self._answers(self._produce_all(topic, records), "batch")
 
     async def topic_available(self, topic: str, timeout_seconds: float) -> bool:
         """Whether a broker answers and knows the topic (for the readiness probe)."""

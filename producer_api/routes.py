@@ -8,14 +8,56 @@ import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
 from producer_api.batch_models import BatchAnswer, MachineReading
+from producer_api.consistency import (
+    CONSISTENCY_HEADER,
+    CONSISTENCY_PARAMETER,
+    CONSISTENCY_RETRY_AFTER_SECONDS,
+    NotYetStoredError,
+    Token,
+    latest_once_stored,
+    parse_token,
+    token_of,
+)
 from producer_api.deps import PublisherDep, SettingsDep, StoreDep
 from producer_api.errors import KAFKA_RETRY_AFTER_SECONDS, batch_delivery_failed
+from producer_api.fleet import (
+    DEFAULT_FLEET_PAGE,
+    MAX_FLEET_PAGE,
+    MAX_NOT_SEEN_FOR_SECONDS,
+    FleetCursor,
+    FleetPage,
+    NotSeenCursor,
+    list_machines,
+    list_not_seen,
+)
+from producer_api.history import (
+    DEFAULT_HISTORY_PAGE,
+    MAX_HISTORY_PAGE,
+    HistoryCursor,
+    HistoryPage,
+    Instant,
+    UnknownMachineError,
+    read_history,
+)
 from producer_api.json_route import JSON_MEDIA_TYPE, StrictJsonRoute
+from producer_api.paging import MAX_CURSOR_LENGTH, CursorT, decode_cursor, next_link
 from producer_api.publisher import DeliveryError, DeliveryReport
 from producer_api.record_batch import encode_batch
 from telemetry_common.contract import (
@@ -26,6 +68,7 @@ from telemetry_common.contract import (
     encode_record,
     utc_now,
 )
+from telemetry_common.storage import built_offsets_key
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +109,16 @@ _KAFKA_POSITION_HEADERS: dict[str, Any] = {
         "schema": {"type": "integer"},
     },
     OFFSET_HEADER: {"description": "Kafka offset of the record.", "schema": {"type": "integer"}},
+}
+_PUBLISHED_HEADERS: dict[str, Any] = {
+    **_KAFKA_POSITION_HEADERS,
+    CONSISTENCY_HEADER: {
+        "description": (
+            "`<partition>:<offset>` of the record: give it to `GET /cpu-info/{machine_id}` "
+            "to read this reading (or a newer one) back."
+        ),
+        "schema": {"type": "string", "example": "4:17"},
+    },
 }
 _UNAVAILABLE: dict[str, Any] = {
     "model": ErrorMessage,
@@ -109,7 +162,7 @@ health = APIRouter(tags=["health"])
     responses={
         200: {
             "description": "The broker acknowledged the reading.",
-            "headers": _KAFKA_POSITION_HEADERS,
+            "headers": _PUBLISHED_HEADERS,
         },
         **_BAD_BODY,
         503: _UNAVAILABLE,
@@ -128,6 +181,7 @@ async def publish_reading(
     report = await publisher.publish(settings.kafka_topic, record)
     response.headers[PARTITION_HEADER] = str(report.partition)
     response.headers[OFFSET_HEADER] = str(report.offset)
+    response.headers[CONSISTENCY_HEADER] = token_of(report.partition, report.offset)
     return {machine_id: reading}
 
 
@@ -295,6 +349,25 @@ def batch_answer(path: str, outcomes: Sequence[DeliveryReport | DeliveryError]) 
     )
 
 
+TokenHeader = Annotated[
+    Token,
+    Header(
+        alias=CONSISTENCY_HEADER,
+        description=(
+            "The `X-Consistency-Token` of a POST: answer only once that reading (or a newer "
+            "one) is stored, waiting up to `API_CONSISTENCY_WAIT_MS`."
+        ),
+    ),
+]
+TokenQuery = Annotated[
+    Token,
+    Query(
+        alias=CONSISTENCY_PARAMETER,
+        description="The same as the `X-Consistency-Token` header, as a query parameter.",
+    ),
+]
+
+
 @readings.get(
     "/cpu-info/{machine_id}",
     summary="Read a machine's latest reading",
@@ -305,19 +378,204 @@ def batch_answer(path: str, outcomes: Sequence[DeliveryReport | DeliveryError]) 
             "description": "No reading stored for this machine.",
             "content": {"application/json": {"example": {"detail": "Data not found"}}},
         },
-        503: _UNAVAILABLE,
+        503: {
+            **_UNAVAILABLE,
+            "description": (
+                "Kafka or Redis is unavailable; or, with a consistency token, the reading "
+                "it names is not stored yet after `API_CONSISTENCY_WAIT_MS` (the worker is "
+                "behind, or the token is of a record that does not exist). Retry after "
+                "`Retry-After` seconds."
+            ),
+            "content": {
+                "application/json": {
+                    "example": {
+                        "detail": "the reading of consistency token 4:17 is not stored yet: "
+                        "the view of partition 4 is built up to offset 12. Retry after 1 s."
+                    }
+                }
+            },
+        },
     },
 )
 async def latest_reading(
-    machine_id: MachineId, response: Response, store: StoreDep
+    machine_id: MachineId,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    token_header: TokenHeader = None,
+    token_query: TokenQuery = None,
 ) -> dict[str, MemoryReading]:
-    """The latest reading the consumer worker stored for the machine."""
-    stored = await store.latest(machine_id)
+    """The latest reading the consumer worker stored for the machine.
+
+    With a consistency token (a POST's `X-Consistency-Token`, as that header or as the
+    `consistency_token` query parameter), it answers only once the worker stored that
+    reading or a newer one: read-your-writes. Given both, it waits for both."""
+    tokens = [parse_token(t) for t in dict.fromkeys((token_header, token_query)) if t]
+    if not tokens:
+        stored = await store.latest(machine_id)
+    else:
+        try:
+            stored = await latest_once_stored(
+                store,
+                built_offsets_key(settings.kafka_consumer_group, settings.kafka_topic),
+                settings.kafka_consumer_group,
+                machine_id,
+                tokens,
+                settings.api_consistency_wait_ms / 1000,
+            )
+        except NotYetStoredError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=str(exc),
+                headers={"Retry-After": str(CONSISTENCY_RETRY_AFTER_SECONDS)},
+            ) from None
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Data not found")
     response.headers[PARTITION_HEADER] = str(stored.partition)
     response.headers[OFFSET_HEADER] = str(stored.offset)
     return {machine_id: stored.reading}
+
+
+def _invalid_query(name: str, message: str, value: object) -> RequestValidationError:
+    """A 422 naming a query parameter, in the shape of FastAPI's own."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
+    )
+
+
+def _decoded(text: str | None, model: type[CursorT]) -> CursorT | None:
+    if text is None:
+        return None
+    try:
+        return decode_cursor(text, model)
+    except ValueError as exc:
+        raise _invalid_query("cursor", str(exc), text) from None
+
+
+CursorParam = Annotated[
+    str | None,
+    # Documented without null: absent is how a client starts from the first page.
+    WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="The `next` of the previous page (also in its `Link` header); none for "
+        "the first page.",
+    ),
+]
+
+
+def _link_next_page(request: Request, response: Response, page: HistoryPage | FleetPage) -> None:
+    if page.next is not None:
+        response.headers["Link"] = next_link(request.url, page.next)
+
+
+_LINK_HEADER: dict[str, Any] = {
+    "Link": {
+        "description": 'The next page, as `<path?query&cursor=...>; rel="next"` (RFC 8288); '
+        "absent on the last page.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@readings.get(
+    "/cpu-info/{machine_id}/history",
+    summary="Read a machine's history",
+    response_model=HistoryPage,
+    responses={
+        200: {"description": "A page of stored readings, newest first.", "headers": _LINK_HEADER},
+        404: {
+            "description": "Nothing is stored for this machine: no history, no reading.",
+            "content": {"application/json": {"example": {"detail": "Data not found"}}},
+        },
+        503: _UNAVAILABLE,
+    },
+)
+async def reading_history(
+    machine_id: MachineId,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    since: Annotated[
+        Instant,
+        Query(
+            description="Only readings of this time or later (inclusive): milliseconds "
+            "since the epoch, or an ISO-8601 datetime with a UTC offset or `Z`."
+        ),
+    ] = None,
+    until: Annotated[
+        Instant,
+        Query(description="Only readings of this time or earlier (inclusive); as `since`."),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_HISTORY_PAGE, description="Most entries per page.")
+    ] = DEFAULT_HISTORY_PAGE,
+    cursor: CursorParam = None,
+) -> HistoryPage:
+    """The readings the worker stored for the machine, newest first, each with its
+    record's Kafka timestamp, partition and offset. The worker keeps each machine's
+    history within `HISTORY_MAX_ENTRIES` entries and `HISTORY_MAX_AGE_SECONDS`."""
+    try:
+        page = await read_history(
+            store,
+            machine_id,
+            since_ms=since,
+            until_ms=until,
+            limit=limit,
+            cursor=_decoded(cursor, HistoryCursor),
+        )
+    except UnknownMachineError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Data not found") from None
+    _link_next_page(request, response, page)
+    return page
+
+
+@readings.get(
+    "/cpu-info",
+    summary="List the machines",
+    response_model=FleetPage,
+    responses={
+        200: {"description": "A page of machines.", "headers": _LINK_HEADER},
+        503: _UNAVAILABLE,
+    },
+)
+async def fleet(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_FLEET_PAGE, description="Most machines per page.")
+    ] = DEFAULT_FLEET_PAGE,
+    cursor: CursorParam = None,
+    not_seen_for: Annotated[
+        int | None,
+        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_NOT_SEEN_FOR_SECONDS}),
+        Query(
+            ge=0,
+            le=MAX_NOT_SEEN_FOR_SECONDS,
+            description="Only machines whose latest reading is older than this many "
+            "seconds (by its Kafka timestamp), oldest first.",
+        ),
+    ] = None,
+) -> FleetPage:
+    """The machines with a stored reading and the time of each one's latest reading: by
+    machine id, or with `not_seen_for`, only those not seen for that long, oldest first.
+    Paging through returns every machine once (machines added meanwhile may or may not
+    appear)."""
+    page: FleetPage
+    if not_seen_for is None:
+        page = await list_machines(store, limit=limit, after=_decoded(cursor, FleetCursor))
+    else:
+        after = _decoded(cursor, NotSeenCursor)
+        if after is not None and after.not_seen_for != not_seen_for:
+            raise _invalid_query(
+                "not_seen_for", "give the same not_seen_for as for the first page", not_seen_for
+            )
+        page = await list_not_seen(
+            store, not_seen_for=not_seen_for, limit=limit, after=after, now=utc_now()
+        )
+    _link_next_page(request, response, page)
+    return page
 
 
 @health.get(

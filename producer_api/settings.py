@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Self
+from typing import Annotated, Any, Final, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, FilePath, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
+from producer_api.api_keys import KeyRuleError, digests_from_file, digests_from_list
 from producer_api.batch_models import LARGEST_ITEM_BYTES
 from telemetry_common.settings import KafkaSettings, RedisSettings
+from telemetry_common.storage import DEFAULT_CONSUMER_GROUP
 
 
 def available_cpus() -> int:
@@ -20,6 +24,25 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+_ANY_ORIGIN: Final = "*"
+
+
+def _checked_origin(origin: str) -> str:
+    """An origin as browsers send it in `Origin`, or ValueError saying what is wrong.
+
+    A trailing slash or a path would never equal a browser's `Origin` and would make the
+    setting silently useless, so they are refused.
+    """
+    if origin == _ANY_ORIGIN:
+        return origin
+    parts = urlsplit(origin)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], or *")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{origin!r}: an origin is scheme://host[:port] only (no path, no /)")
+    return origin
 
 
 class ProducerSettings(KafkaSettings, RedisSettings):
@@ -92,6 +115,86 @@ class ProducerSettings(KafkaSettings, RedisSettings):
             "API_MAX_BODY_BYTES must hold that many of the largest readings."
         ),
     )
+    # The same setting the worker reads: read-your-writes waits on that group's view.
+    kafka_consumer_group: str = Field(
+        DEFAULT_CONSUMER_GROUP,
+        min_length=1,
+        description=(
+            "Consumer group of the workers, whose view in Redis a GET with a consistency "
+            "token waits for."
+        ),
+    )
+    api_consistency_wait_ms: int = Field(
+        2000,
+        ge=0,
+        le=30_000,
+        description=(
+            "Longest wait of a GET with a consistency token for the worker to store that "
+            "reading; after it the GET answers 503 with Retry-After."
+        ),
+    )
+
+    api_keys: SecretStr | None = Field(
+        None,
+        description=(
+            "Comma-separated API keys, each 16 to 256 visible ASCII characters. With keys "
+            "(here or in API_KEYS_FILE) every write needs one in the X-API-Key header."
+        ),
+    )
+    api_keys_file: FilePath | None = Field(
+        None,
+        description=(
+            "File of API keys, one per line: the key itself, or sha256:<64 hex digits> of "
+            "it; blank lines and lines starting with # are skipped. Read at startup."
+        ),
+    )
+    api_keys_protect_reads: bool = Field(
+        False,
+        description="With API keys: reads (GET) need a key too, not only writes.",
+    )
+    # Comma-separated rather than JSON: the form an origin list is written in everywhere else.
+    api_cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated origins (scheme://host[:port]) whose pages may call the API "
+            "from a browser, or *. Empty: no CORS headers, browsers allow same-origin only."
+        ),
+    )
+    # The SHA-256 digests of every key of API_KEYS and API_KEYS_FILE (never the keys).
+    _api_key_digests: frozenset[bytes] = PrivateAttr(frozenset())
+
+    @field_validator("api_cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("api_cors_allow_origins", mode="after")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        return [_checked_origin(origin) for origin in origins]
+
+    @model_validator(mode="after")
+    def _read_api_keys(self) -> Self:
+        digests: set[bytes] = set()
+        try:
+            if self.api_keys is not None:
+                digests |= digests_from_list(self.api_keys.get_secret_value())
+        except KeyRuleError as exc:
+            raise ValueError(f"API_KEYS: {exc}") from exc
+        try:
+            if self.api_keys_file is not None:
+                digests |= digests_from_file(self.api_keys_file)
+        except KeyRuleError as exc:
+            raise ValueError(f"API_KEYS_FILE: {exc}") from exc
+        self._api_key_digests = frozenset(digests)
+        return self
+
+    @property
+    def api_key_digests(self) -> frozenset[bytes]:
+        """SHA-256 digests of the accepted API keys; empty when no key is required."""
+        return self._api_key_digests
 
     @model_validator(mode="after")
     def _body_limit_holds_a_full_batch(self) -> Self:

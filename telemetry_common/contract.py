@@ -249,3 +249,8 @@ def decode_canonical_reading(key: bytes | None, value: bytes | None) -> DecodedR
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# The reading's columns in the order `reading_json` writes them and `reading_columns`
+# returns them: the store scripts read a reading's JSON back into its columns by it.
+READING_FIELDS: Final = _READING_FIELDS

@@ -7,7 +7,8 @@ fields the same names, defaults and documentation in both.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, Literal
+import sys
+from typing import Any, Final, Literal, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -32,6 +33,7 @@ from telemetry_common.kafka_properties import (
     property_name,
     refusal,
 )
+from telemetry_common.logs import LogFormat
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -63,6 +65,32 @@ class ServiceSettings(BaseSettings):
     )
 
     log_level: LogLevel = Field("INFO", description="Log level of the service.")
+    log_format: LogFormat = Field(
+        "text",
+        description=(
+            "text: readable lines; json: one JSON object per line (docs/operations.md#logs)."
+        ),
+    )
+
+
+# A service stopped by a setting it cannot use exits with this code (as the agent does).
+EXIT_BAD_SETTINGS: Final = 2
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def settings_or_exit(settings_class: type[SettingsT], program: str) -> SettingsT:
+    """The service's settings; if one cannot be used, one line on stderr naming each bad
+    setting (never its value) and exit EXIT_BAD_SETTINGS, without a traceback."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        refuse_settings(program, describe_settings_error(exc))
+
+
+def refuse_settings(program: str, problem: str) -> NoReturn:
+    print(f"{program}: configuration error: {problem}", file=sys.stderr)
+    sys.exit(EXIT_BAD_SETTINGS)
 
 
 def describe_settings_error(exc: ValidationError) -> str:

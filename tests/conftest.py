@@ -78,6 +78,8 @@ def worker_settings(stack: LocalStack, topic: str, tmp_path: Path) -> WorkerSett
         redis_url=stack.redis_url,
         worker_poll_timeout_seconds=0.2,
         worker_health_file=tmp_path / "worker.health",
+        # Tests that scrape the worker choose a free port; the rest serve no metrics.
+        worker_metrics_port=0,
     )
 
 

@@ -13,15 +13,22 @@ so that `positive_data_acceptance` judges the API and not the generator:
   and in each item of a batch).
 
 Bodies generated as invalid are otherwise left exactly as generated.
+
+A paging `cursor` generated as valid is dropped: a cursor is opaque, valid only as the
+API gave it out (any other is a 422), which no schema can say. So is a consistency
+token generated as valid that does not match its documented pattern (the coverage phase
+sends `X-Consistency-Token: 0` as a valid header).
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import schemathesis
 from schemathesis import GenerationMode
 
+from producer_api.consistency import CONSISTENCY_HEADER, CONSISTENCY_PARAMETER, parse_token
 from telemetry_common.contract import MemoryReading
 
 _COLUMNS = tuple(MemoryReading.model_fields)
@@ -61,9 +68,23 @@ def _made_valid(reading: Any, *, generated_valid: bool) -> Any:
     return {**columns, "total": max(columns.values())}
 
 
+def _drop_malformed_token(values: MutableMapping[str, Any], name: str) -> None:
+    try:
+        parse_token(str(values[name]))
+    except KeyError:
+        return
+    except ValueError:
+        del values[name]
+
+
 @schemathesis.hook
 def map_case(_: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
     valid = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    if valid and isinstance(case.query, MutableMapping):
+        case.query.pop("cursor", None)
+        _drop_malformed_token(case.query, CONSISTENCY_PARAMETER)
+    if valid and isinstance(case.headers, MutableMapping):
+        _drop_malformed_token(case.headers, CONSISTENCY_HEADER)
     if isinstance(case.body, dict):
         case.body = _made_valid(case.body, generated_valid=valid)
     elif isinstance(case.body, list):  # a batch: each item's reading

@@ -30,7 +30,13 @@ RUN_TIMEOUT_SECONDS = 240
 @pytest.fixture
 def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
     """The API and a worker as processes: readings the fuzzer posts become GET-able."""
-    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers"), "LOG_LEVEL": "WARNING"}
+    env = {
+        "KAFKA_TOPIC": topic,
+        "KAFKA_CONSUMER_GROUP": unique("writers"),
+        "LOG_LEVEL": "WARNING",
+        # A generated consistency token is rarely reached: its GET waits this long.
+        "API_CONSISTENCY_WAIT_MS": "50",
+    }
     with api_and_worker(stack, tmp_path, env) as (url, _):
         yield url
 

@@ -167,10 +167,12 @@ async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient) -> None
     assert response.status_code == 415
 
 
-async def test_only_post_is_served_on_the_batch_path(client: httpx.AsyncClient) -> None:
-    response = await client.get("/cpu-info")
+async def test_only_post_and_the_fleet_listing_are_served_on_the_batch_path(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put("/cpu-info")
     assert response.status_code == 405
-    assert response.headers["allow"] == "OPTIONS, POST"
+    assert response.headers["allow"] == "GET, OPTIONS, POST"
 
 
 async def test_a_full_batch_of_the_largest_readings_fits_the_default_body_limit() -> None:
