@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -54,6 +55,24 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         pause.wait(interval)
+
+
+async def wait_until_async(
+    condition: Callable[[], Awaitable[T | None]], seconds: float, what: str, interval: float = 0.02
+) -> T:
+    """`wait_until` for a test whose app runs in its own event loop: the checks are awaited
+    and the pauses between them yield to the loop (a blocking wait would stop the app)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                result = await condition()
+                if result:
+                    return result
+                # The pause between checks, as in wait_until: the condition is polled
+                # (a scrape, a read), there is no event to wait on.
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {seconds}s waiting for {what}") from None
 
 
 def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Message]:

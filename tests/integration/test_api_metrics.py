@@ -19,7 +19,7 @@ from devstack.ports import free_port
 from devstack.stack import LocalStack
 from producer_api.metrics import MULTIPROCESS_DIR_VARIABLE
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, unique, wait_until
+from tests.helpers import READING, api_client, unique, wait_until, wait_until_async
 from tests.integration.test_api_workers import worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -60,12 +60,12 @@ async def scraped_when(
     client: httpx.AsyncClient, condition: Callable[[Samples], bool], what: str
 ) -> Samples:
     """The first scrape that meets `condition` (the gauges are sampled, not live)."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while not condition(samples := await scrape(client)):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)  # the next scrape, not a wait for the answer
-    return samples
+
+    async def scraped() -> Samples | None:
+        samples = await scrape(client)
+        return samples if condition(samples) else None
+
+    return await wait_until_async(scraped, 10, what)
 
 
 def batch(count: int) -> list[dict[str, object]]:
