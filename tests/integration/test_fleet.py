@@ -18,23 +18,14 @@ from telemetry_common.storage import (
     latest_reading_key,
 )
 from tests.helpers import api_client, running_worker, unique, wait_until
-from tests.integration.test_history import NOW_MS, latest_used, produce_readings
+from tests.integration.test_history import NOW_MS, every_page, latest_used, produce_readings
 
 pytestmark = pytest.mark.anyio
 
 
 async def whole_listing(client: httpx.AsyncClient, query: str) -> list[list[dict[str, Any]]]:
-    """Every page of the fleet listing, following the `next` cursors."""
-    pages: list[list[dict[str, Any]]] = []
-    url = f"/cpu-info?{query}"
-    while True:
-        response = await client.get(url)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        pages.append(body["machines"])
-        if body["next"] is None:
-            return pages
-        url = response.headers["link"].removeprefix("<").split(">")[0]
+    """Every page of the fleet listing."""
+    return await every_page(client, f"/cpu-info?{query}", "machines")
 
 
 def stored(client: redis.Redis, machines: dict[str, int]) -> bool:

@@ -74,17 +74,15 @@ def stream_length(client: redis.Redis, machine_id: str) -> int:
     return int(client.xlen(history_key(machine_id)))
 
 
-async def whole_history(
-    client: httpx.AsyncClient, machine_id: str, query: str = ""
-) -> list[list[dict[str, Any]]]:
-    """Every page of a machine's history, following the `next` cursors."""
-    pages: list[list[dict[str, Any]]] = []
-    url = f"/cpu-info/{machine_id}/history?{query}"
+async def every_page(client: httpx.AsyncClient, url: str, items: str) -> list[list[Any]]:
+    """Every page of a paginated listing (its `items` on each page), following the `next`
+    cursors through the `Link` headers."""
+    pages: list[list[Any]] = []
     while True:
         response = await client.get(url)
         assert response.status_code == 200, response.text
         body = response.json()
-        pages.append(body["entries"])
+        pages.append(body[items])
         if body["next"] is None:
             assert "link" not in response.headers
             return pages
@@ -92,6 +90,13 @@ async def whole_history(
         assert link.endswith('>; rel="next"')
         assert f"cursor={body['next']}" in link
         url = link.removeprefix("<").split(">")[0]
+
+
+async def whole_history(
+    client: httpx.AsyncClient, machine_id: str, query: str = ""
+) -> list[list[dict[str, Any]]]:
+    """Every page of a machine's history."""
+    return await every_page(client, f"/cpu-info/{machine_id}/history?{query}", "entries")
 
 
 async def test_every_reading_is_in_the_history_newest_first_with_its_record(
