@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-compose test-integration-containers bench bench-quick lint format typecheck check clean
+.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers bench bench-quick lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ status: ## show what `make up` runs
 
 test: bootstrap ## run every test against real Kafka and Redis, then the container tiers
 	$(PYTHON) -m pytest -m "not compose"
-	@$(MAKE) --no-print-directory test-compose test-integration-containers bench-quick
+	@$(MAKE) --no-print-directory test-cluster test-compose test-integration-containers bench-quick
 
 test-unit: venv ## pure-logic tests only (no services)
 	$(PYTHON) -m pytest -m unit
@@ -46,6 +46,9 @@ test-browser: bootstrap ## the Swagger UI page in Debian's headless Chromium, of
 
 test-faults: bootstrap ## faults injected into real processes, and fuzzing of the HTTP API
 	$(PYTHON) -m pytest -m faults
+
+test-cluster: bootstrap ## the integration and end-to-end tiers on a 3-master Redis Cluster
+	MEMTEL_TEST_REDIS=cluster $(PYTHON) -m pytest -m "integration or e2e"
 
 test-compose: venv ## the Compose stack built and run on a Docker engine (installs what it needs)
 	bash scripts/with-docker.sh $(PYTHON) -m pytest -m compose -o log_cli=true --durations=0 tests/compose

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from devstack import redis_cluster
 from devstack.jars import ensure_kafka_libs
 from devstack.processes import tail_of
 from devstack.settings import DevstackSettings
@@ -93,10 +94,14 @@ def up(settings: DevstackSettings) -> int:
 
 
 def _print_urls(paths: Paths, settings: DevstackSettings) -> None:
+    redis = f"redis://127.0.0.1:{settings.redis_port}/0"
+    if settings.redis_cluster:
+        last = settings.redis_port + redis_cluster.NODE_COUNT - 1
+        redis += f"   (Redis Cluster: nodes on ports {settings.redis_port}-{last})"
     print(f"""the stack is up:
   API            http://127.0.0.1:{settings.api_port}   (Swagger UI: /docs)
   Kafka          127.0.0.1:{settings.kafka_port}   topic {settings.kafka_topic}
-  Redis          redis://127.0.0.1:{settings.redis_port}/0
+  Redis          {redis}
   ZooKeeper      127.0.0.1:{settings.zookeeper_port}
   logs           {paths.work}/**/*.log
 stop it with `make down`""")
@@ -207,6 +212,15 @@ def status(settings: DevstackSettings) -> int:
         alive = bool(info["pid"]) and _alive(info["pid"])
         healthy = healthy and alive
         print(f"  {name:16} pid {info['pid']:<8} {'running' if alive else 'DEAD'}   {info['log']}")
+    if settings.redis_cluster:
+        # Roles move with failovers: asked of the nodes, not recorded at start.
+        print("redis cluster (as its nodes see it):")
+        password = settings.redis_password
+        first = settings.redis_port
+        ports = range(first, first + redis_cluster.NODE_COUNT)
+        secret = password.get_secret_value() if password is not None else None
+        for line in redis_cluster.describe(ports, secret):
+            print(line)
     return 0 if healthy else 1
 
 

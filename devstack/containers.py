@@ -80,6 +80,10 @@ class ContainerStack(LocalStack):
     _network: Network | None = None
 
     def start_infrastructure(self) -> None:
+        if self.settings.redis_cluster:
+            # The Compose override (docker-compose.redis-cluster.yml) runs the cluster's
+            # containers; this backend runs the standalone Redis only.
+            raise NotImplementedError("the container backend runs no Redis Cluster")
         for image in (KAFKA_IMAGE, REDIS_IMAGE):
             _require_local_image(image)
         labels = {RUN_LABEL: os.environ.get("MEMTEL_TEST_RUN", "manual")}

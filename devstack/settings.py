@@ -14,7 +14,7 @@ from typing import Any, Self
 from pydantic import Field
 
 from consumer_worker.settings import WorkerSettings
-from devstack.ports import free_port
+from devstack.ports import free_port, free_port_block
 from producer_api.settings import ProducerSettings
 from telemetry_common.settings import DEFAULT_KAFKA_PORT, DEFAULT_REDIS_PORT
 
@@ -27,7 +27,15 @@ class DevstackSettings(ProducerSettings, WorkerSettings):
     kafka_port: int = Field(
         DEFAULT_KAFKA_PORT, ge=1, le=65535, description="Kafka port (advertised as 127.0.0.1)."
     )
-    redis_port: int = Field(DEFAULT_REDIS_PORT, ge=1, le=65535, description="Redis port.")
+    redis_port: int = Field(
+        DEFAULT_REDIS_PORT,
+        ge=1,
+        le=65535,
+        description=(
+            "Redis port; with REDIS_CLUSTER the first of the 6 nodes' consecutive ports "
+            "(their cluster bus on each port + 10000)."
+        ),
+    )
     kafka_topic_partitions: int = Field(
         6, ge=1, description="Partitions of the readings topics when they are created."
     )
@@ -37,11 +45,22 @@ class DevstackSettings(ProducerSettings, WorkerSettings):
 
     @classmethod
     def on_free_ports(cls, **overrides: Any) -> Self:
-        """A stack for tests: free ports, no `.env`, the given settings on top."""
+        """A stack for tests: free ports, no `.env`, the given settings on top.
+
+        With redis_cluster, the Redis port is the first of the cluster's consecutive ones.
+        """
+        # Imported here: the cluster module imports the services, which import this one.
+        from devstack.redis_cluster import BUS_PORT_OFFSET, NODE_COUNT
+
+        redis_port = (
+            free_port_block(NODE_COUNT, BUS_PORT_OFFSET)
+            if overrides.get("redis_cluster")
+            else free_port()
+        )
         ports = {
             "zookeeper_port": free_port(),
             "kafka_port": free_port(),
-            "redis_port": free_port(),
+            "redis_port": redis_port,
             "api_port": free_port(),
         }
         return cls(_env_file=None, **{**ports, **overrides})

@@ -13,6 +13,7 @@ from typing import Self
 from devstack import services
 from devstack.jars import ensure_kafka_libs
 from devstack.processes import ManagedProcess, RestartBackoff, ServiceStartError
+from devstack.redis_cluster import LocalRedisCluster
 from devstack.settings import DevstackSettings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class LocalStack:
     settings: DevstackSettings
     work_dir: Path
     _started: list[ManagedProcess] = field(default_factory=list)
+    # With REDIS_CLUSTER: its nodes, for the tests that kill and restart them.
+    redis_cluster: LocalRedisCluster | None = None
 
     def __enter__(self) -> Self:
         self.start_infrastructure()
@@ -59,6 +62,8 @@ class LocalStack:
             "KAFKA_TOPIC": self.settings.kafka_topic,
             "REDIS_URL": self.redis_url,
         }
+        if self.settings.redis_cluster:
+            env["REDIS_CLUSTER"] = "true"
         if self.settings.redis_password is not None:
             env["REDIS_PASSWORD"] = self.settings.redis_password.get_secret_value()
         return env
@@ -92,13 +97,26 @@ class LocalStack:
         )
         services.create_stack_topics(self.bootstrap_servers, self.settings)
         password = self.settings.redis_password
-        self._start(
-            services.redis(
-                self.work_dir / "redis",
-                self.settings.redis_port,
-                password.get_secret_value() if password is not None else None,
-            )
+        secret = password.get_secret_value() if password is not None else None
+        if self.settings.redis_cluster:
+            self._start_redis_cluster(secret)
+            return
+        self._start(services.redis(self.work_dir / "redis", self.settings.redis_port, secret))
+
+    def _start_redis_cluster(self, password: str | None) -> None:
+        """The nodes on consecutive ports from REDIS_PORT (the one REDIS_URL names),
+        joined into one cluster."""
+        cluster = LocalRedisCluster(
+            self.work_dir / "redis-cluster", self.settings.redis_port, password
         )
+        self.redis_cluster = cluster
+        for process in cluster.processes():
+            self._start(process)
+        try:
+            cluster.create()
+        except Exception:
+            self.stop()
+            raise
 
     def start_services(self, cwd: Path | None = None) -> None:
         """Start the API and the worker as processes of their own.

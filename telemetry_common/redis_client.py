@@ -1,20 +1,44 @@
-"""Construction of Redis clients from the shared Redis settings."""
+"""Construction of Redis clients from the shared Redis settings.
+
+With REDIS_CLUSTER the clients are redis-py's cluster clients: REDIS_URL names one
+node, the client asks it for the slot map (CLUSTER SLOTS) and talks to every master
+directly. After a master fails, the call that meets the dead node raises a
+ConnectionError (after the retries below) and the client reloads the slot map; once a
+replica is promoted (docs/redis-cluster.md) the same client object reaches it. The
+services already treat a RedisError as "Redis is away for now": the worker retries its
+batch with backoff, the API answers 503.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry as SyncRetry
 
 from telemetry_common.settings import RedisSettings
 
+# What the services annotate their clients with: either topology, one set of commands.
+SyncRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
+AsyncRedis: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
 # Connection errors and timeouts are retried a few times with a short backoff inside
 # each call, so that a Redis restart or failover does not surface as an error.
 _CALL_RETRIES = 3
+
+# The cluster clients use their retry object only for its count (redis-py 8.1 does not
+# wait between attempts): each attempt after a ConnectionError, TimeoutError or
+# CLUSTERDOWN reloads the slot map first and goes to the node it names. A few attempts
+# catch a slot that moved or a replica just promoted; a master that is still down
+# (until cluster-node-timeout passes and its replica wins the election) makes the call
+# raise ConnectionError, each attempt bounded by REDIS_TIMEOUT_SECONDS, never a hang.
+_CLUSTER_RETRIES = 3
 
 
 def _client_options(settings: RedisSettings) -> dict[str, Any]:
@@ -47,17 +71,48 @@ def _tls_options(settings: RedisSettings) -> dict[str, Any]:
     return options
 
 
-def create_sync_redis(settings: RedisSettings) -> redis.Redis:
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=1.0, base=0.05)
+
+
+def create_sync_redis(settings: RedisSettings) -> SyncRedis:
+    if settings.redis_cluster:
+        return create_sync_redis_cluster(settings)
     return redis.Redis.from_url(
         settings.redis_url,
-        retry=SyncRetry(ExponentialBackoff(cap=1.0, base=0.05), _CALL_RETRIES),
+        retry=SyncRetry(_backoff(), _CALL_RETRIES),
         **_client_options(settings),
     )
 
 
-def create_async_redis(settings: RedisSettings) -> redis.asyncio.Redis:
+def create_sync_redis_cluster(settings: RedisSettings) -> redis.cluster.RedisCluster:
+    """The synchronous cluster client. Unlike the standalone one it connects at once (it
+    loads the slot map); a cluster it cannot reach raises redis.ConnectionError."""
+    try:
+        return redis.cluster.RedisCluster.from_url(
+            settings.redis_url,
+            retry=SyncRetry(_backoff(), _CLUSTER_RETRIES),
+            **_client_options(settings),
+        )
+    except RedisClusterException as exc:
+        # redis-py's own exception here is no RedisError; callers handle RedisError.
+        raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+
+
+def create_async_redis(settings: RedisSettings) -> AsyncRedis:
+    if settings.redis_cluster:
+        return create_async_redis_cluster(settings)
     return redis.asyncio.Redis.from_url(
         settings.redis_url,
-        retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), _CALL_RETRIES),
+        retry=AsyncRetry(_backoff(), _CALL_RETRIES),
+        **_client_options(settings),
+    )
+
+
+def create_async_redis_cluster(settings: RedisSettings) -> redis.asyncio.cluster.RedisCluster:
+    """The asyncio cluster client; it loads the slot map at its first call."""
+    return redis.asyncio.cluster.RedisCluster.from_url(
+        settings.redis_url,
+        retry=AsyncRetry(_backoff(), _CLUSTER_RETRIES),
         **_client_options(settings),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Any, Final, Literal, NoReturn, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     Field,
@@ -324,6 +324,13 @@ class RedisSettings(ServiceSettings):
             "checked against the CA certificates either way."
         ),
     )
+    redis_cluster: bool = Field(
+        False,
+        description=(
+            "Redis Cluster mode: REDIS_URL names any one node, the client discovers the "
+            "rest. TLS, ACL user and password as for a standalone Redis."
+        ),
+    )
 
     @field_validator("redis_url", mode="after")
     @classmethod
@@ -361,6 +368,29 @@ class RedisSettings(ServiceSettings):
             raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
         return self
 
+    @model_validator(mode="after")
+    def _cluster_is_reachable(self) -> RedisSettings:
+        # Refused here rather than by the client at the first call: a cluster node
+        # listens on TCP only and has database 0 only (SELECT is an error there).
+        if not self.redis_cluster:
+            return self
+        if urlsplit(self.redis_url).scheme == "unix":
+            raise ValueError("REDIS_CLUSTER is true: REDIS_URL must be redis:// or rediss://")
+        if _database_number(self.redis_url) != 0:
+            raise ValueError("REDIS_CLUSTER is true: a cluster has database 0 only")
+        return self
+
     @property
     def redis_uses_tls(self) -> bool:
         return urlsplit(self.redis_url).scheme == "rediss"
+
+
+def _database_number(url: str) -> int | None:
+    """The database a Redis URL selects (its `db` query option wins over its path, as
+    redis-py reads it); None when it is not a number."""
+    parts = urlsplit(url)
+    selected = parse_qs(parts.query).get("db", [parts.path.strip("/") or "0"])[0]
+    try:
+        return int(selected)
+    except ValueError:
+        return None

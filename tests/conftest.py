@@ -2,6 +2,10 @@
 
 Each test gets a topic and a consumer group of its own, so tests do not see each
 other's records, and no test touches a stack a person runs with `make up`.
+
+MEMTEL_TEST_REDIS=cluster (`make test-cluster`) runs the stack's Redis as a Redis
+Cluster of 3 masters and 3 replicas, and the services' settings and `redis_client`
+use it as one.
 """
 
 from __future__ import annotations
@@ -12,15 +16,37 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.cluster
 
 from consumer_worker.settings import WorkerSettings
 from devstack import services
 from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
+from telemetry_common.redis_client import SyncRedis
 from tests.helpers import TOPIC_PARTITIONS, unique
 
 TESTS_ROOT = Path(__file__).parent
+
+# The Redis the session's stack runs: "standalone" (the default) or "cluster".
+REDIS_TOPOLOGY = os.environ.get("MEMTEL_TEST_REDIS", "standalone")
+REDIS_CLUSTER = REDIS_TOPOLOGY == "cluster"
+
+# A test that makes sense on one topology only carries one of these, with its reason;
+# it is skipped, with that reason, on the other.
+_TOPOLOGY_MARKERS = {"standalone_redis_only": "standalone", "redis_cluster_only": "cluster"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "standalone_redis_only(reason): runs on a standalone Redis only, skipped with "
+        "MEMTEL_TEST_REDIS=cluster",
+    )
+    config.addinivalue_line(
+        "markers",
+        "redis_cluster_only(reason): runs with MEMTEL_TEST_REDIS=cluster only (make test-cluster)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,11 +55,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(item.fspath).relative_to(TESTS_ROOT).parts[0]
         if tier in {"unit", "integration", "e2e", "browser", "compose", "faults"}:
             item.add_marker(getattr(pytest.mark, tier))
+        for name, topology in _TOPOLOGY_MARKERS.items():
+            marker = item.get_closest_marker(name)
+            if marker is not None and topology != REDIS_TOPOLOGY:
+                reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+                item.add_marker(pytest.mark.skip(reason=f"{topology} Redis only: {reason}"))
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = DevstackSettings.on_free_ports(kafka_topic_partitions=TOPIC_PARTITIONS)
+    settings = DevstackSettings.on_free_ports(
+        kafka_topic_partitions=TOPIC_PARTITIONS, redis_cluster=REDIS_CLUSTER
+    )
     backend = LocalStack
     # MEMTEL_TEST_BACKEND=containers: the infrastructure in the project's images.
     if os.environ.get("MEMTEL_TEST_BACKEND", "processes") == "containers":
@@ -52,8 +85,13 @@ def topic(stack: LocalStack) -> str:
 
 
 @pytest.fixture
-def redis_client(stack: LocalStack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+def redis_client(stack: LocalStack) -> Iterator[SyncRedis]:
+    """A client of the stack's Redis: a cluster client with MEMTEL_TEST_REDIS=cluster."""
+    client: SyncRedis
+    if REDIS_CLUSTER:
+        client = redis.cluster.RedisCluster.from_url(stack.redis_url, decode_responses=True)
+    else:
+        client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     yield client
     client.close()
 
@@ -65,6 +103,7 @@ def producer_settings(stack: LocalStack, topic: str) -> ProducerSettings:
         kafka_bootstrap_servers=stack.bootstrap_servers,
         kafka_topic=topic,
         redis_url=stack.redis_url,
+        redis_cluster=REDIS_CLUSTER,
     )
 
 
@@ -76,6 +115,7 @@ def worker_settings(stack: LocalStack, topic: str, tmp_path: Path) -> WorkerSett
         kafka_topic=topic,
         kafka_consumer_group=unique("writers"),
         redis_url=stack.redis_url,
+        redis_cluster=REDIS_CLUSTER,
         worker_poll_timeout_seconds=0.2,
         worker_health_file=tmp_path / "worker.health",
         # Tests that scrape the worker choose a free port; the rest serve no metrics.

@@ -4,11 +4,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio
 from pydantic import ValidationError
 
 from consumer_worker.settings import WorkerSettings
 from producer_api.settings import ProducerSettings
-from telemetry_common.redis_client import create_async_redis, create_sync_redis
+from telemetry_common.redis_client import (
+    AsyncRedis,
+    SyncRedis,
+    create_async_redis,
+    create_sync_redis,
+)
+
+
+def standalone_pool(
+    client: SyncRedis | AsyncRedis,
+) -> redis.ConnectionPool | redis.asyncio.ConnectionPool:
+    """The connection pool of a standalone client (these settings name no cluster)."""
+    assert isinstance(client, redis.Redis | redis.asyncio.Redis)
+    return client.connection_pool
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +89,7 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> N
 def test_the_acl_user_and_password_reach_both_redis_clients() -> None:
     settings = WorkerSettings(_env_file=None, redis_username="memtel", redis_password="s3cret")
     for client in (create_sync_redis(settings), create_async_redis(settings)):
-        options = client.connection_pool.connection_kwargs
+        options = standalone_pool(client).connection_kwargs
         assert options["username"] == "memtel"
         assert options["password"] == "s3cret"
 
@@ -93,7 +108,7 @@ def test_redis_password_wins_over_the_url_s() -> None:
     settings = WorkerSettings(
         _env_file=None, redis_url="redis://:old@redis:6379/0", redis_password="new"
     )
-    options = create_sync_redis(settings).connection_pool.connection_kwargs
+    options = standalone_pool(create_sync_redis(settings)).connection_kwargs
     assert options["password"] == "new"
 
 
@@ -118,7 +133,7 @@ def test_rediss_with_a_ca_and_a_client_certificate_reaches_both_clients(
         redis_tls_key_file=pem_files["key"],
     )
     for client in (create_sync_redis(settings), create_async_redis(settings)):
-        pool = client.connection_pool
+        pool = standalone_pool(client)
         assert "SSL" in pool.connection_class.__name__
         assert pool.connection_kwargs["ssl_ca_certs"] == str(pem_files["ca"])
         assert pool.connection_kwargs["ssl_certfile"] == str(pem_files["cert"])
@@ -131,7 +146,7 @@ def test_hostname_verification_can_be_turned_off_but_not_the_chain_s() -> None:
     settings = ProducerSettings(
         _env_file=None, redis_url="rediss://10.0.0.7:6380/0", redis_tls_verify_hostname=False
     )
-    options = create_async_redis(settings).connection_pool.connection_kwargs
+    options = standalone_pool(create_async_redis(settings)).connection_kwargs
     assert options["ssl_check_hostname"] is False
     assert options["ssl_cert_reqs"] == "required"
 
