@@ -26,7 +26,7 @@ import redis.asyncio
 import uvloop
 
 from telemetry_common.contract import EXAMPLE_READING
-from telemetry_common.storage import latest_reading_key
+from telemetry_common.layout import partition_keys
 
 _PROBE_TIMEOUT_SECONDS = 10.0
 # GET polls of a probe: this share of the time waited so far, within these bounds.
@@ -72,7 +72,9 @@ class Probes:
             self._failed(f"POST {answer.status_code}")
             return
         self._results.post_ms.append((answered - sent) * 1000)
-        key = latest_reading_key(machine_id)
+        # The worker stores the reading under the partition the POST was published to.
+        partition = int(answer.headers["X-Kafka-Partition"])
+        key = partition_keys(partition).latest(machine_id)
         while not await self._store.exists(key):
             waited = time.perf_counter() - answered
             if waited >= _PROBE_TIMEOUT_SECONDS:

@@ -17,6 +17,7 @@ from telemetry_common.contract import (
     encode_record,
     utc_now,
 )
+from telemetry_common.partitioning import PARTITIONER
 
 
 def reading_of_round(round_number: int) -> MemoryReading:
@@ -45,6 +46,8 @@ def fill_topic(bootstrap: str, topic: str, records: Iterator[KafkaRecord]) -> in
             "linger.ms": 20,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 200_000,
+            # As the API produces: the readers find a machine by this hash.
+            "partitioner": PARTITIONER,
         }
     )
     failures: list[KafkaError] = []

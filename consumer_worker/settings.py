@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.settings import KafkaSettings, RedisSettings
-from telemetry_common.storage import DEFAULT_CONSUMER_GROUP, HistoryRetention
+from telemetry_common.storage import HistoryRetention
 
 
 class WorkerSettings(KafkaSettings, RedisSettings):

@@ -1,79 +1,133 @@
-"""Writes batches of readings to Redis, each with the offsets it builds the view up to."""
+"""Writes batches of readings to Redis, each partition's with the offset it builds the
+partition's view up to (telemetry_common.layout: one slot per partition)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import redis
+from redis.exceptions import NoScriptError, RedisError
 
+from telemetry_common.layout import partition_keys, placements_key
+from telemetry_common.partitioning import Placement
+from telemetry_common.redis_client import SyncRedis
 from telemetry_common.storage import (
     NO_HISTORY,
-    STORE_BATCH_LUA,
-    STORE_IF_NEWER_LUA,
     HistoryRetention,
     PartitionStep,
     ReadingWrite,
     StoreBatchResult,
     StoredReading,
-    built_offset_field,
-    built_offsets_from_hash,
+    parse_built_offset,
     store_batch_call,
-    store_call,
+    store_batch_lua,
 )
 
 
 class RedisSink:
-    def __init__(self, client: redis.Redis, history: HistoryRetention = NO_HISTORY) -> None:
+    def __init__(
+        self,
+        client: SyncRedis,
+        consumer_group: str,
+        topic: str,
+        history: HistoryRetention = NO_HISTORY,
+    ) -> None:
         self._client = client
+        self._group = consumer_group
+        self._topic = topic
         self._history = history
-        self._store_if_newer = client.register_script(STORE_IF_NEWER_LUA)
-        self._store_batch = client.register_script(STORE_BATCH_LUA)
+        self._script = client.register_script(store_batch_lua())
+
+    def built_key(self, partition: int) -> str:
+        return partition_keys(partition).built(self._group, self._topic)
 
     def write_batch(
-        self,
-        built_offsets_key: str,
-        steps: Sequence[PartitionStep],
-        readings: Sequence[ReadingWrite],
-    ) -> StoreBatchResult:
-        """In one atomic step: store each reading unless a newer one is there, append it
-        and its `earlier` readings to the machine's history (if history is kept), index
-        the machine, and move each partition's built offset (in the `built_offsets_key`
-        hash) to its step's `next_offset`.
+        self, batch: Mapping[int, tuple[PartitionStep, Sequence[ReadingWrite]]]
+    ) -> dict[int, StoreBatchResult]:
+        """Per partition of `batch`, in one atomic step: store each reading unless a
+        newer one is there, append it and its `earlier` readings to the machine's history
+        (if history is kept), index the machine, and move the partition's built offset
+        to its step's `next_offset`.
 
         A partition whose built offset in Redis is not the step's `expected` one (Redis
         lost writes, was emptied or replaced) is left alone, its readings unwritten, and
-        reported in `out_of_step`. Raises redis.RedisError if Redis did not run the
-        batch; the caller retries it (the writes are idempotent: a replayed reading
-        neither overwrites a newer one nor enters the history twice).
+        its result is not `in_step`. Raises redis.RedisError if Redis did not run every
+        partition's script; the caller retries the batch (the writes are idempotent: a
+        replayed reading neither overwrites a newer one nor enters the history twice,
+        and a partition already moved to its `next_offset` counts as done).
 
-        One EVALSHA per batch (the registered script loads itself if Redis lost it).
+        One EVALSHA per partition, all in one pipeline: one round trip on a standalone
+        Redis, one per master on a cluster.
         """
-        if not steps:
-            return StoreBatchResult(written=0, out_of_step={})
-        keys, args = store_batch_call(built_offsets_key, steps, readings, self._history)
-        return StoreBatchResult.from_reply(self._store_batch(keys=keys, args=args))
+        calls = {
+            partition: store_batch_call(self.built_key(partition), step, readings, self._history)
+            for partition, (step, readings) in batch.items()
+        }
+        replies = self._run_scripts(list(calls.values()))
+        results = {}
+        for (partition, (step, _)), reply in zip(batch.items(), replies, strict=True):
+            result = StoreBatchResult.from_reply(reply)
+            if not result.in_step and result.built_in_redis == step.next_offset:
+                # Written by an earlier try of this batch whose answer was lost.
+                result = StoreBatchResult(written=0)
+            results[partition] = result
+        return results
 
-    def built_offsets(
-        self, built_offsets_key: str, partitions: Sequence[int]
-    ) -> dict[int, int | None]:
+    def put(self, readings: Sequence[StoredReading]) -> int:
+        """Store readings outside the log's order (no built offset is checked or moved;
+        history and fleet index as in a batch); return how many became the latest.
+
+        For putting readings in place (the upgrade from an older layout, tools, tests);
+        the worker uses write_batch.
+        """
+        by_partition: dict[int, list[ReadingWrite]] = defaultdict(list)
+        for stored in readings:
+            write = stored.as_write()
+            by_partition[write.partition].append(write)
+        calls = [
+            store_batch_call(self.built_key(partition), None, writes, self._history)
+            for partition, writes in by_partition.items()
+        ]
+        return sum(StoreBatchResult.from_reply(reply).written for reply in self._run_scripts(calls))
+
+    def built_offsets(self, partitions: Sequence[int]) -> dict[int, int | None]:
         """How far the view is built from each partition (None: not at all)."""
         if not partitions:
             return {}
-        fields = [built_offset_field(p) for p in partitions]
-        values = self._client.hmget(built_offsets_key, fields)
-        return built_offsets_from_hash(partitions, values)
-
-    def write(self, readings: Sequence[StoredReading]) -> int:
-        """Store readings outside any batch (no built offsets move, no history is
-        written; the fleet index is); return how many were written.
-
-        For tools and tests that put a reading in place; the worker uses write_batch.
-        """
-        if not readings:
-            return 0
         with self._client.pipeline(transaction=False) as pipe:
-            for reading in readings:
-                keys, args = store_call(reading.as_write())
-                self._store_if_newer(keys=keys, args=args, client=pipe)
-            results = pipe.execute()
-        return sum(1 for written in results if written == 1)
+            for partition in partitions:
+                pipe.get(self.built_key(partition))
+            values = pipe.execute()
+        return {p: parse_built_offset(v) for p, v in zip(partitions, values, strict=True)}
+
+    def note_placement(self, placement: Placement) -> None:
+        """Note how some of the topic's records are placed (the API finds machines under
+        every placement noted: each partition count the topic has had, and the
+        partitioner of older producers)."""
+        self._client.sadd(placements_key(self._topic), placement.encode())
+
+    def _run_scripts(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> list[Any]:
+        if not calls:
+            return []
+        try:
+            return self._pipelined(calls)
+        except NoScriptError:
+            # A Redis that restarted, failed over or was replaced lost its scripts; on a
+            # cluster this loads it on every master. The calls are idempotent.
+            self._client.script_load(self._script.script)
+            return self._pipelined(calls)
+
+    def _pipelined(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> list[Any]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if any(isinstance(error, NoScriptError) for error in errors):
+            raise NoScriptError("the batch script is not loaded")
+        if errors:
+            if isinstance(errors[0], RedisError):
+                raise errors[0]
+            raise RedisError(str(errors[0]))
+        return list(replies)

@@ -4,8 +4,10 @@ Kafka is the log and Redis a view of it. Each batch goes:
 
 1. records that cannot become a write go to the dead-letter topic, and the worker
    waits until the broker acknowledged them;
-2. the readings (only each machine's newest) go to Redis in one atomic script,
-   together with, per partition, the offset up to which the view is now built;
+2. the readings (only each machine's newest) go to Redis, one atomic script per
+   partition, each together with the offset up to which that partition's view is now
+   built (every key of a partition is in one slot: telemetry_common.layout); the write
+   runs on a thread of its own while this thread polls and decodes the next batch;
 3. the offsets are owed a commit to Kafka (for lag monitoring and tools), made
    asynchronously at most every `worker_commit_interval_ms`, and on revocation and
    at shutdown (there only if Kafka answers, so that a hung broker cannot hold the
@@ -13,7 +15,8 @@ Kafka is the log and Redis a view of it. Each batch goes:
 
 While the worker decodes and writes, librdkafka fetches the next records in its own
 thread, within the bounds of the fetch settings; the loop itself waits only when no
-record is there.
+record is there. A batch's write is awaited before the next one is sent, before a
+partition is revoked and before anything is committed, so commits still follow writes.
 
 Nothing moves past a record before it is either in Redis or in the dead-letter topic;
 a step that fails for a reason outside the records (Redis or Kafka unavailable) is
@@ -35,6 +38,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -68,13 +73,14 @@ from consumer_worker.lag import REFRESH_INTERVAL_SECONDS, PartitionLag
 from consumer_worker.metrics import MetricsServer, WorkerMetrics
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
-from telemetry_common.redis_client import create_sync_redis
-from telemetry_common.storage import (
-    PartitionStep,
-    ReadingWrite,
-    StoreBatchResult,
-    built_offsets_key,
+from telemetry_common.partitioning import (
+    LIBRDKAFKA_DEFAULT_PARTITIONER,
+    PARTITIONER,
+    Placement,
+    placement_of_record,
 )
+from telemetry_common.redis_client import create_sync_redis
+from telemetry_common.storage import PartitionStep, ReadingWrite, StoreBatchResult
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +88,20 @@ T = TypeVar("T")
 
 # How long the worker waits for the group coordinator before its last commit.
 _COORDINATOR_CHECK_SECONDS = 2.0
+# How long the worker waits for the topic's metadata when it notes its partition count.
+_METADATA_TIMEOUT_SECONDS = 5.0
+
+# Per partition of a batch: its step and its readings.
+PartitionWrites = dict[int, tuple[PartitionStep, list[ReadingWrite]]]
+
+
+@dataclass
+class _PendingWrite:
+    """A batch's Redis write, sent to the writer thread and not yet seen through."""
+
+    batch: Batch
+    writes: PartitionWrites
+    result: Future[dict[int, StoreBatchResult]]
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:
@@ -116,8 +136,18 @@ class ConsumerWorker:
             settings.dead_letter_flush_timeout_seconds,
         )
         self._redis = create_sync_redis(settings)
-        self._sink = RedisSink(self._redis, settings.history_retention())
-        self._built_offsets_key = built_offsets_key(settings.kafka_consumer_group, self._topic)
+        self._sink = RedisSink(
+            self._redis,
+            settings.kafka_consumer_group,
+            self._topic,
+            settings.history_retention(),
+        )
+        # One thread writes a batch to Redis while this one polls and decodes the next.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
+        self._pending_write: _PendingWrite | None = None
+        # The topic's partition counts seen, and the placements already noted in Redis.
+        self._partition_counts: set[int] = set()
+        self._placements_noted: set[Placement] = set()
         self._heartbeat = Heartbeat(settings.worker_health_file)
         self.metrics = WorkerMetrics(CollectorRegistry())
         self._metrics_server = MetricsServer(self.metrics.registry, self.health)
@@ -182,10 +212,12 @@ class ConsumerWorker:
                 self._report()
                 self._check_view_if_due()
                 batch = self._next_batch()
+                replayed = self._finish_write()
                 if batch is not None:
-                    self._process(batch)
+                    self._process(batch, replayed)
                 self._commit(self._pending_commits.due(), asynchronous=True)
         finally:
+            self._finish_write()
             logger.info(
                 "stopping: %d readings written, %d records dead-lettered",
                 self.readings_written,
@@ -195,6 +227,7 @@ class ConsumerWorker:
             # close() leaves the group (a dynamic member's partitions move at once).
             self._consumer.close()
             self._dead_letters.close()
+            self._writer.shutdown()
             self._redis.close()
             self._heartbeat.clear()
             self._metrics_server.close()
@@ -237,7 +270,7 @@ class ConsumerWorker:
         The records themselves are dropped once the batch is built (but for rejected
         ones), so that they do not stay in memory while the batch is written.
         """
-        records = self._without_errors(self._next_records())
+        records = self._without_errors(self._next_records(self._pending_write is None))
         if not records:
             return None
         batch = build_batch(records)
@@ -245,66 +278,100 @@ class ConsumerWorker:
         self.metrics.consumed(batch.record_counts.items())
         return batch
 
-    def _next_records(self) -> list[Message]:
-        """Wait for the first record, then take what else is already fetched.
+    def _next_records(self, wait: bool) -> list[Message]:
+        """Wait for the first record (unless `wait` is false: a write is under way, whose
+        outcome is taken as soon as it is there), then take what else is already fetched.
 
         consume(n, timeout) alone waits until n records arrived or the timeout passed,
         which would hold every record of a quiet topic for the whole timeout.
         """
-        first = self._consumer.poll(self._settings.worker_poll_timeout_seconds)
+        first = self._consumer.poll(self._settings.worker_poll_timeout_seconds if wait else 0)
         if first is None:
             return []
         room = self._settings.worker_batch_size - 1
         more = self._consumer.consume(num_messages=room, timeout=0) if room else []
         return [first, *more]
 
-    def _process(self, batch: Batch) -> None:
+    def _process(self, batch: Batch, replayed: set[int]) -> None:
+        """Dead-letter the batch's rejects, then send its readings to the writer thread.
+
+        `replayed`: partitions sought back since the batch was polled; their records in
+        it are read again from where Redis's view is built, so they are left out here.
+        """
+        if replayed:
+            batch = _without_partitions(batch, replayed)
         if batch.rejected and not self._send_dead_letters(batch):
             return
-        steps = [
-            PartitionStep(partition, self._view_built_to[partition], next_offset)
-            for (_, partition), next_offset in batch.next_offsets.items()
-            if partition in self._view_built_to
-        ]
-        readings = [r for r in batch.readings if r.partition in self._view_built_to]
+        writes: PartitionWrites = {}
+        for (_, partition), next_offset in batch.next_offsets.items():
+            if partition in self._view_built_to:
+                step = PartitionStep(partition, self._view_built_to[partition], next_offset)
+                writes[partition] = (step, [])
+        for reading in batch.readings:
+            if reading.partition in writes:
+                writes[reading.partition][1].append(reading)
+        self._note_placements_of(batch.readings)
+        if writes:
+            result = self._writer.submit(self._timed_write, writes)
+            self._pending_write = _PendingWrite(batch, writes, result)
 
-        def write() -> StoreBatchResult:
-            started = time.perf_counter()
-            written = self._sink.write_batch(self._built_offsets_key, steps, readings)
-            self.metrics.redis_write_duration.observe(time.perf_counter() - started)
-            return written
+    def _timed_write(self, writes: PartitionWrites) -> dict[int, StoreBatchResult]:
+        started = time.perf_counter()
+        results = self._sink.write_batch(writes)
+        self.metrics.redis_write_duration.observe(time.perf_counter() - started)
+        return results
 
-        result = self._until_done(
-            write, RedisError, "Redis write", self.metrics.redis_failures.labels("write")
-        )
-        if result is None:
-            return
-        self._count_outcome(batch, readings, result)
-        for step in steps:
-            if step.partition not in result.out_of_step:
-                self._view_built_to[step.partition] = step.next_offset
-                self._pending_commits.stored(step.partition, step.next_offset)
-        if len(result.out_of_step) < len(steps):
+    def _finish_write(self) -> set[int]:
+        """Wait for the batch in the writer thread and take its outcome: move the built
+        offsets it wrote, owe their commits, and seek back the partitions whose view in
+        Redis was not where this worker left it (returned).
+
+        A failed write is retried here, on this thread, with backoff, so that the lag
+        and the heartbeat stay current meanwhile (they use the consumer).
+        """
+        pending, self._pending_write = self._pending_write, None
+        if pending is None:
+            return set()
+        try:
+            results: dict[int, StoreBatchResult] | None = pending.result.result()
+        except RedisError as exc:
+            self._log_retry_of("Redis write", 1, exc, self.metrics.redis_failures.labels("write"))
+            results = self._until_done(
+                lambda: self._timed_write(pending.writes),
+                RedisError,
+                "Redis write",
+                self.metrics.redis_failures.labels("write"),
+            )
+        if results is None:
+            return set()
+        self._count_outcome(pending.batch, pending.writes, results)
+        out_of_step = {p: r.built_in_redis for p, r in results.items() if not r.in_step}
+        for partition, (step, _) in pending.writes.items():
+            if partition not in out_of_step and partition in self._view_built_to:
+                self._view_built_to[partition] = step.next_offset
+                self._pending_commits.stored(partition, step.next_offset)
+        if len(out_of_step) < len(results):
             self._progressed()
-        self._replay_from(result.out_of_step)
+        return self._replay_from(out_of_step)
 
     def _count_outcome(
-        self, batch: Batch, sent: Sequence[ReadingWrite], result: StoreBatchResult
+        self, batch: Batch, writes: PartitionWrites, results: dict[int, StoreBatchResult]
     ) -> None:
         """What became of the batch's readings: written, stale, or superseded."""
-        self.readings_written += result.written
+        written = sum(r.written for r in results.values())
+        self.readings_written += written
         # The script stores each reading of a partition in step unless Redis holds a newer
         # one; the readings of partitions out of step are replayed, so counted later.
-        in_step = sum(1 for r in sent if r.partition not in result.out_of_step)
-        stale = in_step - result.written
+        in_step = sum(len(writes[p][1]) for p, r in results.items() if r.in_step)
+        stale = in_step - written
         superseded = sum(batch.record_counts.values()) - len(batch.rejected) - len(batch.readings)
-        self.metrics.readings_written.inc(result.written)
+        self.metrics.readings_written.inc(written)
         self.metrics.readings_stale.inc(stale)
         self.metrics.readings_superseded.inc(superseded)
         logger.debug(
             "batch stored: %d readings written, %d stale, %d superseded in the batch, "
             "%d records dead-lettered",
-            result.written,
+            written,
             stale,
             superseded,
             len(batch.rejected),
@@ -369,18 +436,28 @@ class ConsumerWorker:
             self._stop.wait(min(remaining, REFRESH_INTERVAL_SECONDS))
 
     def _log_retry(self, what: str, state: RetryCallState, failures: Counter) -> None:
+        outcome = state.outcome.exception() if state.outcome else None
+        self._log_retry_of(what, state.attempt_number, outcome, failures, state.upcoming_sleep)
+
+    def _log_retry_of(
+        self,
+        what: str,
+        attempt: int,
+        error: BaseException | None,
+        failures: Counter,
+        upcoming_sleep: float = 0.0,
+    ) -> None:
         failures.inc()
         if what == "dead-letter send":
             self.failed_dead_letter_sends += 1
         else:
             self.failed_redis_calls += 1
-        outcome = state.outcome.exception() if state.outcome else None
         logger.error(
             "%s failed (attempt %d: %s); retrying in %.1fs, nothing committed past it",
             what,
-            state.attempt_number,
-            outcome,
-            state.upcoming_sleep,
+            attempt,
+            error,
+            upcoming_sleep,
         )
 
     def _commit(self, offsets: dict[int, int], *, asynchronous: bool) -> None:
@@ -441,9 +518,12 @@ class ConsumerWorker:
         if now < self._next_view_check or not self._view_built_to:
             return
         self._next_view_check = now + self._settings.worker_view_check_interval_seconds
+        # What this worker expects is only known once its last write is seen through.
+        self._finish_write()
         partitions = sorted(self._view_built_to)
+        self._note_partition_count()
         try:
-            in_redis = self._sink.built_offsets(self._built_offsets_key, partitions)
+            in_redis = self._sink.built_offsets(partitions)
         except RedisError as exc:
             self.metrics.redis_failures.labels("read_view").inc()
             logger.warning("cannot check Redis's view (%s); the next write retries", exc)
@@ -452,8 +532,10 @@ class ConsumerWorker:
             {p: built for p, built in in_redis.items() if built != self._view_built_to[p]}
         )
 
-    def _replay_from(self, in_redis: dict[int, int | None]) -> None:
-        """Seek each partition back (or on) to where Redis's view of it is built."""
+    def _replay_from(self, in_redis: dict[int, int | None]) -> set[int]:
+        """Seek each partition back (or on) to where Redis's view of it is built; return
+        the partitions sought."""
+        sought = set()
         for partition, built in in_redis.items():
             if partition not in self._view_built_to:
                 continue
@@ -480,6 +562,8 @@ class ConsumerWorker:
             self._pending_commits.forget([partition])
             self.view_replays += 1
             self.metrics.view_replays.inc()
+            sought.add(partition)
+        return sought
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
         records = []
@@ -507,9 +591,10 @@ class ConsumerWorker:
         # While Redis cannot be read the partitions are in neither the consumer's
         # assignment nor the view: the lag still counts them, from the group's commits.
         self._assigning = numbers
+        self._note_partition_count()
         try:
             built = self._until_done(
-                lambda: self._sink.built_offsets(self._built_offsets_key, numbers),
+                lambda: self._sink.built_offsets(numbers),
                 RedisError,
                 "read of Redis's view",
                 self.metrics.redis_failures.labels("read_view"),
@@ -536,9 +621,10 @@ class ConsumerWorker:
         )
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        # No batch is half done here: librdkafka runs rebalance callbacks only inside
-        # poll(), consume() and close(), on this thread, and each batch is stored before
-        # the next poll(). What is owed a commit is committed before the partitions go.
+        # librdkafka runs rebalance callbacks only inside poll(), consume() and close(),
+        # on this thread; the batch in the writer thread is seen through first, then what
+        # is owed a commit is committed before the partitions go.
+        self._finish_write()
         self._commit(
             self._pending_commits.take(p.partition for p in partitions), asynchronous=False
         )
@@ -550,6 +636,7 @@ class ConsumerWorker:
         )
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_write()
         self._forget(partitions)
         logger.warning(
             "partitions lost (their records will be re-read): %s",
@@ -557,8 +644,68 @@ class ConsumerWorker:
             extra={"topic": self._topic, "partitions": [p.partition for p in partitions]},
         )
 
+    def _note_partition_count(self) -> None:
+        """Note the topic's partition count in Redis, once per count: the API finds a
+        machine under every count the topic has had. Best effort: the next assignment
+        or view check tries again."""
+        try:
+            metadata = self._consumer.list_topics(self._topic, timeout=_METADATA_TIMEOUT_SECONDS)
+            count = len(metadata.topics[self._topic].partitions)
+        except (KafkaException, KeyError) as exc:
+            logger.warning("cannot read the topic's partition count: %s", exc)
+            return
+        if count > 0:
+            self._partition_counts.add(count)
+            self._note_placement(Placement(PARTITIONER, count))
+
+    def _note_placements_of(self, readings: Sequence[ReadingWrite]) -> None:
+        """Note how the first reading of each partition in a batch was placed, when that
+        is not this project's partitioner (records of older producers): the API then
+        looks for machines there too. One reading per partition and batch finds them
+        soon enough: such producers misplace nearly every machine."""
+        checked: set[int] = set()
+        for reading in readings:
+            if reading.partition in checked or not self._partition_counts:
+                continue
+            checked.add(reading.partition)
+            placement = placement_of_record(
+                reading.machine_id, reading.partition, self._partition_counts
+            )
+            if placement is None:
+                logger.warning(
+                    "machine %s is in partition %d, where neither %s nor %s puts it: "
+                    "the API cannot find machines of its producer",
+                    reading.machine_id,
+                    reading.partition,
+                    PARTITIONER,
+                    LIBRDKAFKA_DEFAULT_PARTITIONER,
+                )
+            elif placement.partitioner != PARTITIONER:
+                self._note_placement(placement)
+
+    def _note_placement(self, placement: Placement) -> None:
+        if placement in self._placements_noted:
+            return
+        try:
+            self._sink.note_placement(placement)
+        except RedisError as exc:
+            logger.warning("cannot note the topic's placement %s in Redis: %s", placement, exc)
+            return
+        self._placements_noted.add(placement)
+        logger.info("the topic's records are placed by %s", placement.encode())
+
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._view_built_to.pop(p.partition, None)
         self._pending_commits.forget(p.partition for p in partitions)
         self._lag.forget(p.partition for p in partitions)
+
+
+def _without_partitions(batch: Batch, partitions: set[int]) -> Batch:
+    """The batch less every record of `partitions`."""
+    return Batch(
+        readings=[r for r in batch.readings if r.partition not in partitions],
+        rejected=[r for r in batch.rejected if r.record.partition() not in partitions],
+        next_offsets={k: v for k, v in batch.next_offsets.items() if k[1] not in partitions},
+        record_counts={k: v for k, v in batch.record_counts.items() if k[1] not in partitions},
+    )

@@ -115,7 +115,12 @@ def create_app(
             yield {
                 "settings": app_settings,
                 "publisher": publisher,
-                "store": ReadingStore(redis_client, app_settings.redis_deadline_seconds),
+                "store": ReadingStore(
+                    redis_client,
+                    app_settings.redis_deadline_seconds,
+                    consumer_group=app_settings.kafka_consumer_group,
+                    topic=app_settings.kafka_topic,
+                ),
             }
         finally:
             await publisher.close(app_settings.shutdown_flush_timeout_seconds)

@@ -112,7 +112,6 @@ def holds(token: ConsistencyToken, built: int | None, stored: StoredReading | No
 
 async def latest_once_stored(
     store: ReadingStore,
-    built_offsets_key: str,
     group: str,
     machine_id: str,
     tokens: Sequence[ConsistencyToken],
@@ -132,7 +131,7 @@ async def latest_once_stored(
         for token in tokens:
             # The reading is read after the token is checked: once the last token holds,
             # it is at least as new as every token.
-            built, stored = await store.view_of(built_offsets_key, token.partition, machine_id)
+            built, stored = await store.view_of(token.partition, machine_id)
             if not holds(token, built, stored):
                 behind = NotYetStoredError(token, built, group)
                 break

@@ -68,7 +68,6 @@ from telemetry_common.contract import (
     encode_record,
     utc_now,
 )
-from telemetry_common.storage import built_offsets_key
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +416,6 @@ async def latest_reading(
         try:
             stored = await latest_once_stored(
                 store,
-                built_offsets_key(settings.kafka_consumer_group, settings.kafka_topic),
                 settings.kafka_consumer_group,
                 machine_id,
                 tokens,

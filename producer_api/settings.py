@@ -11,8 +11,8 @@ from pydantic_settings import NoDecode
 
 from producer_api.api_keys import KeyRuleError, digests_from_file, digests_from_list
 from producer_api.batch_models import LARGEST_ITEM_BYTES
+from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.settings import KafkaSettings, RedisSettings
-from telemetry_common.storage import DEFAULT_CONSUMER_GROUP
 
 
 def available_cpus() -> int:

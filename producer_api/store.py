@@ -1,6 +1,15 @@
 """Reads what the consumer worker stored in Redis (latest readings, histories, the fleet
 index, how far the view is built), each call within a deadline.
 
+The view is laid out by Kafka partition (telemetry_common.layout). A machine is read
+from the partition its id hashes to under each placement the workers noted in Redis
+(each partition count the topic has had; the partitioner of older producers): one
+partition, unless partitions were added, when the machine's newest reading wins,
+whichever partition stored it. The fleet listing merges
+every partition's index in order. While an upgrade from the unsharded `memtel:v1`
+layout is underway (its keys are still there), its keys are read as one more source,
+so that no machine goes missing while the worker builds the new layout from Kafka.
+
 redis-py bounds each attempt of a call by its socket timeout and retries connection
 errors and timeouts, so a Redis that hangs (stopped, swapping, a network black hole)
 keeps a call busy for several timeouts plus backoff. Every call here therefore runs
@@ -12,23 +21,27 @@ connection (redis-py does not return a connection with an unread reply to the po
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar, cast
+import heapq
+import time
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar, cast
 
-import redis.asyncio
+from redis.exceptions import NoPermissionError
 
+from telemetry_common.layout import LEGACY_KEYS, PartitionKeys, partition_keys, placements_key
+from telemetry_common.partitioning import Placement, candidate_partitions
+from telemetry_common.redis_client import AsyncRedis
 from telemetry_common.storage import (
-    MACHINE_IDS_KEY,
-    MACHINES_LAST_SEEN_KEY,
     StoredHistoryEntry,
     StoredReading,
-    built_offset_field,
-    history_key,
-    latest_reading_key,
     parse_built_offset,
 )
 
 T = TypeVar("T")
+
+# How long the topic's placements (and whether an older layout is still there) are
+# taken as known before Redis is asked again.
+_LAYOUT_REFRESH_SECONDS: Final = 1.0
 
 
 class RedisDeadlineExceededError(Exception):
@@ -40,9 +53,21 @@ class RedisDeadlineExceededError(Exception):
 
 
 class ReadingStore:
-    def __init__(self, client: redis.asyncio.Redis, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        client: AsyncRedis,
+        deadline_seconds: float,
+        *,
+        consumer_group: str,
+        topic: str,
+    ) -> None:
         self._client = client
         self._deadline_seconds = deadline_seconds
+        self._group = consumer_group
+        self._topic = topic
+        self._placements: tuple[Placement, ...] = ()
+        self._legacy = False
+        self._layout_read_at = float("-inf")
 
     async def _within_deadline(self, call: Awaitable[T]) -> T:
         try:
@@ -53,87 +78,231 @@ class ReadingStore:
             # its own socket timeouts as redis.exceptions.TimeoutError, a RedisError.
             raise RedisDeadlineExceededError(self._deadline_seconds) from exc
 
+    async def _layout(self) -> tuple[tuple[Placement, ...], bool]:
+        """The topic's placements, and whether the older layout is still there."""
+        # Until a worker noted a placement, every read asks again (and so reaches Redis,
+        # whose failure must show as one, not as a machine that is not there).
+        stale = time.monotonic() - self._layout_read_at >= _LAYOUT_REFRESH_SECONDS
+        if stale or not self._placements:
+            noted = await self._within_deadline(self._client.smembers(placements_key(self._topic)))
+            placements = (Placement.decode(str(text)) for text in noted)
+            self._placements = tuple(sorted(p for p in placements if p is not None))
+            self._legacy = await self._legacy_present()
+            self._layout_read_at = time.monotonic()
+        return self._placements, self._legacy
+
+    async def _legacy_present(self) -> bool:
+        try:
+            return bool(await self._within_deadline(self._client.exists(LEGACY_KEYS.machine_ids)))
+        except NoPermissionError:
+            # An ACL user limited to this layout's keys: no older layout to read.
+            return False
+
+    async def _sources_of(self, machine_id: str, also: Iterable[int] = ()) -> list[PartitionKeys]:
+        """Where the machine's keys can be: its partition under each partition count,
+        `also` these partitions, and the older layout while it is there."""
+        placements, legacy = await self._layout()
+        partitions = sorted({*candidate_partitions(machine_id, placements), *also})
+        sources = [partition_keys(p) for p in partitions]
+        return [*sources, LEGACY_KEYS] if legacy else sources
+
+    async def _fleet_sources(self) -> list[PartitionKeys]:
+        placements, legacy = await self._layout()
+        count = max((p.partition_count for p in placements), default=0)
+        sources = [partition_keys(p) for p in range(count)]
+        return [*sources, LEGACY_KEYS] if legacy else sources
+
     async def latest(self, machine_id: str) -> StoredReading | None:
-        raw = await self._within_deadline(self._client.hgetall(latest_reading_key(machine_id)))
-        return _stored_reading(machine_id, raw)
+        """The machine's newest stored reading (None: none)."""
+        sources = await self._sources_of(machine_id)
+        if not sources:
+            return None
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in sources:
+                pipe.hgetall(keys.latest(machine_id))
+            raws = await self._within_deadline(pipe.execute())
+        return _newest(machine_id, raws)
 
     async def view_of(
-        self, built_offsets_key: str, partition: int, machine_id: str
+        self, partition: int, machine_id: str
     ) -> tuple[int | None, StoredReading | None]:
         """How far the view of `partition` is built (the next offset to read; None: not
         at all), and then the machine's latest reading: read in that order, so that the
-        reading is at least as new as the view said."""
+        reading is at least as new as the view said (the built offset and the machine's
+        keys of that partition are in one slot, so one node answers both in order)."""
+        sources = await self._sources_of(machine_id, also=[partition])
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hget(built_offsets_key, built_offset_field(partition))
-            pipe.hgetall(latest_reading_key(machine_id))
-            built, raw = await self._within_deadline(pipe.execute())
-        return parse_built_offset(built), _stored_reading(machine_id, raw)
+            pipe.get(partition_keys(partition).built(self._group, self._topic))
+            for keys in sources:
+                pipe.hgetall(keys.latest(machine_id))
+            built, *raws = await self._within_deadline(pipe.execute())
+        return parse_built_offset(built), _newest(machine_id, raws)
 
     async def history(
         self, machine_id: str, newest: str, oldest: str, count: int
     ) -> list[StoredHistoryEntry]:
         """Up to `count` entries of the machine's history, newest first, between the
-        stream ids (or XREVRANGE bounds) `newest` and `oldest`."""
-        entries = await self._within_deadline(
-            self._client.xrevrange(history_key(machine_id), max=newest, min=oldest, count=count)
-        )
-        return [
+        stream ids (or XREVRANGE bounds) `newest` and `oldest`, from every partition that
+        holds some (merged by entry id)."""
+        sources = await self._sources_of(machine_id)
+        if not sources:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in sources:
+                pipe.xrevrange(keys.history(machine_id), max=newest, min=oldest, count=count)
+            replies = await self._within_deadline(pipe.execute())
+        entries = [
             StoredHistoryEntry.from_stream_entry(
                 machine_id, str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()}
             )
-            for entry_id, fields in entries or []
+            for reply in replies
+            for entry_id, fields in reply or []
         ]
+        if len(sources) > 1:
+            entries.sort(key=lambda entry: _id_order(entry.entry_id), reverse=True)
+        return entries[:count]
 
     async def machine_known(self, machine_id: str) -> bool:
         """Whether Redis holds anything of the machine: a history or a latest reading."""
-        keys = (history_key(machine_id), latest_reading_key(machine_id))
-        return bool(await self._within_deadline(self._client.exists(*keys)))
+        sources = await self._sources_of(machine_id)
+        if not sources:
+            return False
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in sources:
+                pipe.exists(keys.history(machine_id), keys.latest(machine_id))
+            found = await self._within_deadline(pipe.execute())
+        return any(found)
 
     async def machines_after(self, after: str | None, count: int) -> list[tuple[str, int | None]]:
-        """Up to `count` machines of the fleet index in machine id order, after `after`,
-        each with its last-seen time (ms; None if the index lacks it)."""
-        start = "-" if after is None else f"({after}"
-        members = await self._within_deadline(
-            self._client.zrangebylex(MACHINE_IDS_KEY, start, "+", start=0, num=count)
-        )
-        if not members:
+        """Up to `count` machines of the fleet in machine id order, after `after`, each
+        with its last-seen time (ms; None if the index lacks it)."""
+        sources = await self._fleet_sources()
+        if not sources:
             return []
-        names = [str(member) for member in members]
-        scores = await self._within_deadline(self._client.zmscore(MACHINES_LAST_SEEN_KEY, names))
-        return [
-            (name, None if score is None else int(score))
-            for name, score in zip(names, scores, strict=True)
+        start = "-" if after is None else f"({after}"
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys in sources:
+                pipe.zrangebylex(keys.machine_ids, start, "+", start=0, num=count)
+            pages = await self._within_deadline(pipe.execute())
+        # Each source is in id order, so the first `count` ids of all are among the
+        # first `count` of each.
+        names: list[str] = []
+        for name in heapq.merge(*([str(m) for m in page] for page in pages)):
+            if not names or names[-1] != name:
+                names.append(name)
+            if len(names) == count:
+                break
+        if not names:
+            return []
+        chosen = set(names)
+        holders = [
+            (keys, [str(m) for m in page if str(m) in chosen])
+            for keys, page in zip(sources, pages, strict=True)
         ]
+        seen = await self._last_seen(holders)
+        return [(name, seen.get(name)) for name in names]
+
+    async def _last_seen(
+        self, holders: Sequence[tuple[PartitionKeys, list[str]]]
+    ) -> dict[str, int]:
+        """Each machine's latest last-seen time among the sources that hold it."""
+        asked = [(keys, names) for keys, names in holders if names]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, names in asked:
+                pipe.zmscore(keys.last_seen, names)
+            replies = await self._within_deadline(pipe.execute())
+        seen: dict[str, int] = {}
+        for (_, names), scores in zip(asked, replies, strict=True):
+            for name, score in zip(names, scores, strict=True):
+                if score is not None:
+                    seen[name] = max(seen.get(name, int(score)), int(score))
+        return seen
 
     async def machines_seen_by(
         self, cutoff_ms: int, after: tuple[int, str] | None, count: int
     ) -> list[tuple[str, int]]:
         """Up to `count` machines last seen at `cutoff_ms` or before, in (last seen,
-        machine id) order, after the machine `after` names by that pair."""
-        key = MACHINES_LAST_SEEN_KEY
+        machine id) order, after the machine `after` names by that pair.
+
+        A machine in several sources (partitions were added) is listed at its latest
+        time only: an older entry of it in another partition is passed over.
+        """
+        sources = await self._fleet_sources()
+        found: list[tuple[str, int]] = []
+        while sources and len(found) < count:
+            rows = await asyncio.gather(
+                *(self._seen_by(keys, cutoff_ms, after, count) for keys in sources)
+            )
+            merged = list(heapq.merge(*([(s, m, i) for m, s in r] for i, r in enumerate(rows))))
+            if not merged:
+                break
+            # Past the last row every source returned in full, a source may hold more:
+            # only the rows up to there are in their final order.
+            full = [r[-1] for r in rows if len(r) == count]
+            horizon = min(((s, m) for m, s in full), default=None)
+            settled = [row for row in merged if horizon is None or (row[0], row[1]) <= horizon]
+            latest = await self._latest_seen_where_several(sources, [m for _, m, _ in settled])
+            for score, machine, _ in settled:
+                if latest.get(machine, score) == score and (not found or found[-1][0] != machine):
+                    found.append((machine, score))
+                    if len(found) == count:
+                        break
+            if horizon is None:
+                break
+            after = horizon
+        return found[:count]
+
+    async def _seen_by(
+        self, keys: PartitionKeys, cutoff_ms: int, after: tuple[int, str] | None, count: int
+    ) -> list[tuple[str, int]]:
+        """Up to `count` machines of one source's last-seen index at `cutoff_ms` or
+        before, after (last seen, machine id) `after`."""
         if after is None:
             rows = await self._within_deadline(
                 self._client.zrange(
-                    key, "-inf", cutoff_ms, byscore=True, offset=0, num=count, withscores=True
+                    keys.last_seen,
+                    "-inf",
+                    cutoff_ms,
+                    byscore=True,
+                    offset=0,
+                    num=count,
+                    withscores=True,
                 )
             )
         else:
-            first = await self._within_deadline(self._rank_after(*after))
+            first = await self._within_deadline(self._rank_after(keys.last_seen, *after))
             rows = await self._within_deadline(
-                self._client.zrange(key, first, first + count - 1, withscores=True)
+                self._client.zrange(keys.last_seen, first, first + count - 1, withscores=True)
             )
         scored = cast(list[tuple[str, float]], rows)
         return [(str(member), int(score)) for member, score in scored if score <= cutoff_ms]
 
-    async def _rank_after(self, score: int, member: str) -> int:
-        """The rank in the last-seen index where (score, member) order goes on after
+    async def _latest_seen_where_several(
+        self, sources: Sequence[PartitionKeys], machines: Sequence[str]
+    ) -> dict[str, int]:
+        """The latest last-seen time of each of `machines` that more than one source can
+        hold (only when partitions were added, or during an upgrade)."""
+        if len(sources) == 1 or not machines:
+            return {}
+        placements, legacy = await self._layout()
+        holders: dict[PartitionKeys, list[str]] = {}
+        for machine in dict.fromkeys(machines):
+            candidates = [partition_keys(p) for p in candidate_partitions(machine, placements)]
+            if legacy:
+                candidates.append(LEGACY_KEYS)
+            if len(candidates) > 1:
+                for keys in candidates:
+                    holders.setdefault(keys, []).append(machine)
+        return await self._last_seen(list(holders.items()))
+
+    async def _rank_after(self, key: str, score: int, member: str) -> int:
+        """The rank in the last-seen index `key` where (score, member) order goes on after
         `member` seen at `score`, whether or not it is still there with that score.
 
         Redis orders members of equal score by their bytes; machine ids are ASCII, so
         Python's string order is the same. Found by bisection over the members that
         share the score (usually none or one, so at most a couple of calls).
         """
-        key = MACHINES_LAST_SEEN_KEY
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.zcount(key, "-inf", f"({score}")
             pipe.zcount(key, score, score)
@@ -150,6 +319,18 @@ class ReadingStore:
 
     async def ping(self) -> bool:
         return bool(await self._within_deadline(self._client.ping()))
+
+
+def _newest(machine_id: str, raws: Sequence[Mapping[Any, Any] | None]) -> StoredReading | None:
+    """The newest of the machine's readings read from several sources (by Kafka
+    timestamp; the first source wins a tie)."""
+    readings = [r for r in (_stored_reading(machine_id, raw) for raw in raws) if r is not None]
+    return max(readings, key=lambda r: r.timestamp_ms, default=None)
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
 
 
 def _stored_reading(machine_id: str, raw: Mapping[Any, Any] | None) -> StoredReading | None:

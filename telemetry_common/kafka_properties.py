@@ -59,6 +59,8 @@ SET_BY_THE_SERVICES: Final = frozenset(
         "queue.buffering.max.ms",
         "compression.type",
         "compression.codec",
+        # The API locates a machine's partition by the same hash (telemetry_common.layout).
+        "partitioner",
         # the consumer
         "group.id",
         "group.instance.id",

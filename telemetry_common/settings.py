@@ -34,6 +34,7 @@ from telemetry_common.kafka_properties import (
     refusal,
 )
 from telemetry_common.logs import LogFormat
+from telemetry_common.partitioning import PARTITIONER
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -266,6 +267,9 @@ class KafkaSettings(ServiceSettings):
             # After this librdkafka fails the delivery; the caller bounds its wait by it.
             "message.timeout.ms": delivery_timeout_ms,
             "request.timeout.ms": min(30_000, delivery_timeout_ms),
+            # Java's partitioner (librdkafka's default is CRC32): every producer of the
+            # topic agrees on a machine's partition, and the API computes it for reads.
+            "partitioner": PARTITIONER,
         }
 
 

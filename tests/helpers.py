@@ -16,6 +16,7 @@ from asgi_lifespan import LifespanManager
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consumer_worker.settings import WorkerSettings
+from consumer_worker.sink import RedisSink
 from consumer_worker.worker import ConsumerWorker
 from devstack import services
 from devstack.ports import free_port
@@ -24,6 +25,9 @@ from devstack.stack import LocalStack
 from producer_api.app import create_app
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import EXAMPLE_READING
+from telemetry_common.layout import DEFAULT_CONSUMER_GROUP, PartitionKeys, partition_keys
+from telemetry_common.partitioning import PARTITIONER, Placement, partition_of
+from telemetry_common.redis_client import SyncRedis
 
 T = TypeVar("T")
 
@@ -103,7 +107,9 @@ def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     """Produce raw (key, value) records and wait until all are acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
+    )
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _: Message) -> None:
@@ -194,3 +200,34 @@ async def api_client(settings: ProducerSettings) -> AsyncIterator[httpx.AsyncCli
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+def machine_keys(machine_id: str, partitions: int = TOPIC_PARTITIONS) -> PartitionKeys:
+    """The Redis keys of the partition a machine's readings go to in a topic of
+    `partitions` partitions (the tests' topics have TOPIC_PARTITIONS)."""
+    return partition_keys(partition_of(machine_id, partitions))
+
+
+def built_offsets(
+    client: SyncRedis, group: str, topic: str, partitions: int = TOPIC_PARTITIONS
+) -> dict[int, int]:
+    """How far the group's view of each partition of `topic` is built (partitions with
+    nothing built left out)."""
+    values = [client.get(partition_keys(p).built(group, topic)) for p in range(partitions)]
+    return {p: int(str(v)) for p, v in enumerate(values) if v is not None}
+
+
+def forget_built_offsets(
+    client: SyncRedis, group: str, topic: str, partitions: int = TOPIC_PARTITIONS
+) -> None:
+    """Delete the group's built offsets of every partition of `topic`."""
+    for p in range(partitions):
+        client.delete(partition_keys(p).built(group, topic))
+
+
+def sink_for_topic(client: SyncRedis, topic: str) -> RedisSink:
+    """A sink writing the default group's view of a test topic (and the topic's partition
+    count, which the API finds machines by, as a worker notes it)."""
+    sink = RedisSink(client, DEFAULT_CONSUMER_GROUP, topic)
+    sink.note_placement(Placement(PARTITIONER, TOPIC_PARTITIONS))
+    return sink

@@ -25,12 +25,9 @@ from benchmarks.readings import fill_topic, machine_ids, records_in_rounds
 from benchmarks.redis_tools import pipelined_set
 from benchmarks.report import Row, StageOutput, per_second, share
 from benchmarks.stats import ratio
-from telemetry_common.storage import (
-    LatestField,
-    built_offset_field,
-    built_offsets_key,
-    latest_reading_key,
-)
+from telemetry_common.layout import partition_keys
+from telemetry_common.partitioning import partition_of
+from telemetry_common.storage import LatestField
 
 NAME = "worker_drain"
 _GROUP = "bench-drain-writer"
@@ -48,20 +45,19 @@ def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
-def _built(client: redis.Redis, key: str, partitions: int) -> dict[int, int]:
-    raw = client.hgetall(key)
-    return {
-        p: int(raw[built_offset_field(p)])
-        for p in range(partitions)
-        if built_offset_field(p) in raw
-    }
+def _built(client: redis.Redis, topic: str, partitions: int) -> dict[int, int]:
+    raw = [client.get(partition_keys(p).built(_GROUP, topic)) for p in range(partitions)]
+    return {p: int(value) for p, value in enumerate(raw) if value is not None}
 
 
-def _missing_last_readings(client: redis.Redis, machines: list[str], last_round: int) -> list[str]:
+def _missing_last_readings(
+    client: redis.Redis, machines: list[str], last_round: int, partitions: int
+) -> list[str]:
     """The machines whose latest reading in Redis is not their last one."""
     pipeline = client.pipeline(transaction=False)
     for machine in machines:
-        pipeline.hget(latest_reading_key(machine), LatestField.READING)
+        keys = partition_keys(partition_of(machine, partitions))
+        pipeline.hget(keys.latest(machine), LatestField.READING)
     stored = pipeline.execute()
     return [
         machine
@@ -79,7 +75,6 @@ def run(ctx: StageContext) -> StageOutput:
         stack.bootstrap_servers, topic, records_in_rounds(machines, sizes.drain_rounds)
     )
     end = _end_offsets(stack.bootstrap_servers, topic, stack.partitions)
-    key = built_offsets_key(_GROUP, topic)
     client = redis.Redis.from_url(
         stack.redis_url, password=stack.redis_password, decode_responses=True
     )
@@ -89,7 +84,9 @@ def run(ctx: StageContext) -> StageOutput:
             pid = worker.pid
             assert pid is not None
             wait_for(
-                lambda: bool(_built(client, key, stack.partitions)), 120, "the worker's first write"
+                lambda: bool(_built(client, topic, stack.partitions)),
+                120,
+                "the worker's first write",
             )
             started = time.monotonic()
             cpu = procstat.CpuMeter((pid,))
@@ -98,9 +95,11 @@ def run(ctx: StageContext) -> StageOutput:
             assert redis_pid is not None
             redis_cpu = procstat.CpuMeter((redis_pid,))
             redis_cpu.start()
-            built_at_start = sum(_built(client, key, stack.partitions).values())
+            built_at_start = sum(_built(client, topic, stack.partitions).values())
             wait_for(
-                lambda: all(_built(client, key, stack.partitions).get(p, 0) >= end[p] for p in end),
+                lambda: all(
+                    _built(client, topic, stack.partitions).get(p, 0) >= end[p] for p in end
+                ),
                 _DRAIN_TIMEOUT_SECONDS,
                 f"the worker to write {records:,} records",
             )
@@ -109,7 +108,7 @@ def run(ctx: StageContext) -> StageOutput:
 
             def all_last_readings_stored() -> bool:
                 nonlocal pending
-                pending = _missing_last_readings(client, pending, last_round)
+                pending = _missing_last_readings(client, pending, last_round, stack.partitions)
                 return not pending
 
             wait_for(all_last_readings_stored, 60, "every machine's last reading in Redis")

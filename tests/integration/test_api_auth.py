@@ -17,8 +17,7 @@ from redis import Redis
 from consumer_worker.settings import WorkerSettings
 from producer_api.routes import readings
 from producer_api.settings import ProducerSettings
-from telemetry_common.storage import latest_reading_key
-from tests.helpers import READING, api_client, running_worker, unique, wait_until
+from tests.helpers import READING, api_client, machine_keys, running_worker, unique, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +121,7 @@ async def test_reads_are_open_unless_protected(
             posted = await client.post(f"/cpu-info/{machine_id}", json=READING, headers=keyed(KEY))
             assert posted.status_code == 200
             wait_until(
-                lambda: redis_client.exists(latest_reading_key(machine_id)),
+                lambda: redis_client.exists(machine_keys(machine_id).latest(machine_id)),
                 30,
                 "the reading stored by the worker",
             )

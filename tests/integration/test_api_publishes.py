@@ -9,13 +9,22 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from consumer_worker.sink import RedisSink
 from devstack.stack import LocalStack
 from producer_api.publisher import KafkaPublisher
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import MemoryReading, decode_record, encode_record, utc_now
-from telemetry_common.storage import LatestField, StoredReading, latest_reading_key
-from tests.helpers import READING, api_client, consume_all, reading, unique
+from telemetry_common.partitioning import partition_of
+from telemetry_common.storage import LatestField, StoredReading
+from tests.helpers import (
+    READING,
+    TOPIC_PARTITIONS,
+    api_client,
+    consume_all,
+    machine_keys,
+    reading,
+    sink_for_topic,
+    unique,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -64,12 +73,13 @@ async def test_get_answers_the_latest_stored_reading(
     producer_settings: ProducerSettings, redis_client: redis.Redis
 ) -> None:
     machine_id = unique("m")
-    RedisSink(redis_client).write(
+    partition = partition_of(machine_id, TOPIC_PARTITIONS)
+    sink_for_topic(redis_client, producer_settings.kafka_topic).put(
         [
             StoredReading(
                 machine_id=machine_id,
                 reading=MemoryReading.model_validate(READING),
-                partition=1,
+                partition=partition,
                 offset=7,
                 timestamp_ms=1,
                 received_at=utc_now(),
@@ -80,7 +90,7 @@ async def test_get_answers_the_latest_stored_reading(
         response = await client.get(f"/cpu-info/{machine_id}")
     assert response.status_code == 200
     assert response.json() == {machine_id: READING}
-    assert response.headers["X-Kafka-Partition"] == "1"
+    assert response.headers["X-Kafka-Partition"] == str(partition)
     assert response.headers["X-Kafka-Offset"] == "7"
 
 
@@ -98,13 +108,13 @@ async def test_a_damaged_stored_reading_answers_500_naming_the_damage(
     stored = StoredReading(
         machine_id=machine_id,
         reading=MemoryReading.model_validate(READING),
-        partition=0,
+        partition=partition_of(machine_id, TOPIC_PARTITIONS),
         offset=1,
         timestamp_ms=1,
         received_at=utc_now(),
     )
-    RedisSink(redis_client).write([stored])
-    redis_client.hset(latest_reading_key(machine_id), LatestField.OFFSET, "not-a-number")
+    sink_for_topic(redis_client, producer_settings.kafka_topic).put([stored])
+    redis_client.hset(machine_keys(machine_id).latest(machine_id), LatestField.OFFSET, "x")
     async with api_client(producer_settings) as client:
         response = await client.get(f"/cpu-info/{machine_id}")
     assert response.status_code == 500

@@ -11,13 +11,16 @@ import redis
 from consumer_worker.settings import WorkerSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
-from telemetry_common.storage import (
-    MACHINE_IDS_KEY,
-    MACHINES_LAST_SEEN_KEY,
-    built_offsets_key,
-    latest_reading_key,
+from telemetry_common.layout import partition_keys
+from tests.helpers import (
+    TOPIC_PARTITIONS,
+    api_client,
+    forget_built_offsets,
+    machine_keys,
+    running_worker,
+    unique,
+    wait_until,
 )
-from tests.helpers import api_client, running_worker, unique, wait_until
 from tests.integration.test_history import NOW_MS, every_page, latest_used, produce_readings
 
 pytestmark = pytest.mark.anyio
@@ -102,7 +105,7 @@ async def test_a_machine_is_never_seen_earlier_than_its_newest_reading(
     )
     with running_worker(worker_settings):
         wait_until(lambda: latest_used(redis_client, machine_id) == 2, 30, "the last reading")
-    assert redis_client.zscore(MACHINES_LAST_SEEN_KEY, machine_id) == NOW_MS
+    assert redis_client.zscore(machine_keys(machine_id).last_seen, machine_id) == NOW_MS
 
 
 async def test_the_index_is_rebuilt_with_the_view(
@@ -119,11 +122,11 @@ async def test_the_index_is_rebuilt_with_the_view(
         wait_until(lambda: stored(redis_client, dict.fromkeys(seen_at, 1)), 30, "the machines")
 
     # Redis loses the view of this topic and the whole index while no worker runs.
+    forget_built_offsets(redis_client, worker_settings.kafka_consumer_group, topic)
     redis_client.delete(
-        built_offsets_key(worker_settings.kafka_consumer_group, topic),
-        MACHINES_LAST_SEEN_KEY,
-        MACHINE_IDS_KEY,
-        *(latest_reading_key(m) for m in seen_at),
+        *(partition_keys(p).last_seen for p in range(TOPIC_PARTITIONS)),
+        *(partition_keys(p).machine_ids for p in range(TOPIC_PARTITIONS)),
+        *(machine_keys(m).latest(m) for m in seen_at),
     )
     with running_worker(worker_settings):
         wait_until(lambda: stored(redis_client, dict.fromkeys(seen_at, 1)), 30, "the replay")

@@ -16,15 +16,14 @@ from consumer_worker.settings import WorkerSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import MemoryReading, encode_record
-from telemetry_common.storage import (
-    built_offsets_key,
-    history_key,
-    latest_reading_key,
-)
+from telemetry_common.partitioning import PARTITIONER
 from tests.helpers import (
     TOPIC_PARTITIONS,
     api_client,
+    built_offsets,
     end_offsets,
+    forget_built_offsets,
+    machine_keys,
     reading,
     running_worker,
     unique,
@@ -43,7 +42,9 @@ NOW_MS = int(time.time() * 1000)
 def produce_readings(bootstrap: str, topic: str, readings: Iterable[tuple[str, int, int]]) -> None:
     """Each (machine id, used, timestamp ms) as a record with that Kafka timestamp, in
     order; waits until the broker acknowledged all of them."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
+    )
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _: Message) -> None:
@@ -71,7 +72,7 @@ def history_settings(settings: WorkerSettings, **changes: Any) -> WorkerSettings
 
 
 def stream_length(client: redis.Redis, machine_id: str) -> int:
-    return int(client.xlen(history_key(machine_id)))
+    return int(client.xlen(machine_keys(machine_id).history(machine_id)))
 
 
 async def every_page(client: httpx.AsyncClient, url: str, items: str) -> list[list[Any]]:
@@ -224,25 +225,28 @@ async def test_entries_older_than_max_age_are_dropped(
     assert [e["reading"]["used"] for e in active_page] == [4, 3]
     # The silent machine's latest reading stays; its history, all too old, is gone.
     assert silent_page == []
-    assert not redis_client.exists(history_key(silent))
+    assert not redis_client.exists(machine_keys(silent).history(silent))
     # What stays expires once its newest entry is too old.
-    ttl_ms = int(redis_client.pttl(history_key(active)))
+    ttl_ms = int(redis_client.pttl(machine_keys(active).history(active)))
     assert 0 < ttl_ms <= 3600 * 1000 + 3600 * 1000 // 100 + 1000
 
 
 def latest_used(client: redis.Redis, machine_id: str) -> int | None:
-    raw = client.hget(latest_reading_key(machine_id), "reading")
+    raw = client.hget(machine_keys(machine_id).latest(machine_id), "reading")
     return MemoryReading.model_validate_json(str(raw)).used if raw else None
 
 
 def history_ids(client: redis.Redis, machine_id: str) -> list[str]:
-    return [str(entry_id) for entry_id, _ in client.xrange(history_key(machine_id)) or []]
+    return [
+        str(entry_id)
+        for entry_id, _ in client.xrange(machine_keys(machine_id).history(machine_id)) or []
+    ]
 
 
 def view_at_end(client: redis.Redis, stack: LocalStack, settings: WorkerSettings) -> bool:
     ends = end_offsets(stack.bootstrap_servers, settings.kafka_topic, TOPIC_PARTITIONS)
-    built = client.hgetall(built_offsets_key(settings.kafka_consumer_group, settings.kafka_topic))
-    return all(int(built.get(str(p), -1)) == end for p, end in ends.items() if end > 0)
+    built = built_offsets(client, settings.kafka_consumer_group, settings.kafka_topic)
+    return all(built.get(p, -1) == end for p, end in ends.items() if end > 0)
 
 
 async def test_a_replay_adds_no_entry_twice(
@@ -262,8 +266,8 @@ async def test_a_replay_adds_no_entry_twice(
 
     # Redis forgets how far its view is built and the latest readings: the next worker
     # reads the whole topic again, as after a restore from an old copy.
-    redis_client.delete(built_offsets_key(settings.kafka_consumer_group, topic))
-    redis_client.delete(*(latest_reading_key(m) for m in machines))
+    forget_built_offsets(redis_client, settings.kafka_consumer_group, topic)
+    redis_client.delete(*(machine_keys(m).latest(m) for m in machines))
     with running_worker(settings) as worker:
         wait_until(lambda: all(latest_used(redis_client, m) == 7 for m in machines), 30, "replay")
         wait_until(lambda: view_at_end(redis_client, stack, settings), 30, "the replay's end")
@@ -285,10 +289,10 @@ async def test_a_history_lost_with_redis_comes_back_once_from_the_topic(
         wait_until(lambda: view_at_end(redis_client, stack, settings), 30, "every record stored")
         before = {m: history_ids(redis_client, m) for m in machines}
         # Everything of this topic gone while the worker runs, as with an emptied Redis.
+        forget_built_offsets(redis_client, settings.kafka_consumer_group, topic)
         redis_client.delete(
-            built_offsets_key(settings.kafka_consumer_group, topic),
-            *(latest_reading_key(m) for m in machines),
-            *(history_key(m) for m in machines),
+            *(machine_keys(m).latest(m) for m in machines),
+            *(machine_keys(m).history(m) for m in machines),
         )
         wait_until(
             lambda: (
@@ -338,7 +342,7 @@ async def test_an_unknown_machine_is_404_and_a_known_one_without_history_is_empt
     settings = history_settings(worker_settings, history_max_entries=0, history_max_age_seconds=0)
     with running_worker(settings):
         wait_until(lambda: latest_used(redis_client, machine_id) == 1, 30, "the reading")
-    assert not redis_client.exists(history_key(machine_id))
+    assert not redis_client.exists(machine_keys(machine_id).history(machine_id))
 
     async with api_client(producer_settings) as client:
         unknown = await client.get(f"/cpu-info/{unique('nobody')}/history")

@@ -20,7 +20,7 @@ import redis
 from devstack import services, tls
 from devstack.ports import free_port
 from devstack.stack import LocalStack
-from telemetry_common.storage import REDIS_KEY_NAMESPACE
+from telemetry_common.layout import REDIS_KEY_NAMESPACE
 from tests.helpers import READING, api_and_worker, unique, wait_until
 from tests.integration.secure_services import (
     assert_no_secret_in_logs,

@@ -8,19 +8,21 @@ from pathlib import Path
 import redis
 
 from consumer_worker.settings import WorkerSettings
-from consumer_worker.sink import RedisSink
 from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record
-from telemetry_common.storage import StoredReading, latest_reading_key
+from telemetry_common.partitioning import partition_of
+from telemetry_common.storage import StoredReading
 from tests.helpers import (
     TOPIC_PARTITIONS,
     committed_offsets,
     end_offsets,
+    machine_keys,
     produce,
     reading,
     running_worker,
+    sink_for_topic,
     unique,
     wait_until,
 )
@@ -36,7 +38,7 @@ def record(machine_id: str, used: int) -> tuple[bytes, bytes]:
 
 
 def stored_used(client: redis.Redis, machine_id: str) -> int | None:
-    raw = client.hget(latest_reading_key(machine_id), "reading")
+    raw = client.hget(machine_keys(machine_id).latest(machine_id), "reading")
     return MemoryReading.model_validate_json(str(raw)).used if raw else None
 
 
@@ -69,7 +71,7 @@ def test_records_in_latest_values_out_offsets_committed(
         )
         wait_until(lambda: all_committed(stack, worker_settings), 30, "offsets committed")
 
-    stored = redis_client.hgetall(latest_reading_key(machines[0]))
+    stored = redis_client.hgetall(machine_keys(machines[0]).latest(machines[0]))
     assert set(stored) == {"reading", "partition", "offset", "timestamp_ms", "received_at"}
 
 
@@ -83,7 +85,7 @@ def test_a_restarted_worker_resumes_where_it_committed(
         wait_until(lambda: all_committed(stack, worker_settings), 30, "offsets committed")
 
     # Had the next worker re-read the first record, the key would come back.
-    redis_client.delete(latest_reading_key(first))
+    redis_client.delete(machine_keys(first).latest(first))
     produce(stack.bootstrap_servers, topic, [record(second, 2)])
     with running_worker(worker_settings):
         wait_until(lambda: stored_used(redis_client, second) == 2, 30, "the second record stored")
@@ -111,32 +113,28 @@ def test_an_undecodable_record_is_dead_lettered_and_the_rest_is_stored(
         assert worker.records_dead_lettered == 3
 
 
-def test_a_replayed_older_record_never_overwrites_a_newer_one(redis_client: redis.Redis) -> None:
+def test_a_replayed_older_record_never_overwrites_a_newer_one(
+    redis_client: redis.Redis, topic: str
+) -> None:
     machine_id = unique("m")
-    sink = RedisSink(redis_client)
+    sink = sink_for_topic(redis_client, topic)
 
-    def stored(
-        offset: int, used: int, partition: int = 0, timestamp_ms: int = 1000
-    ) -> StoredReading:
+    def stored(offset: int, used: int, timestamp_ms: int = 1000) -> StoredReading:
         return StoredReading(
             machine_id=machine_id,
             reading=MemoryReading.model_validate(reading(used=used)),
-            partition=partition,
+            partition=partition_of(machine_id, TOPIC_PARTITIONS),
             offset=offset,
             timestamp_ms=timestamp_ms,
             received_at=RECEIVED_AT,
         )
 
-    assert sink.write([stored(offset=10, used=10)]) == 1
-    assert sink.write([stored(offset=5, used=5)]) == 0  # replayed, older
-    assert sink.write([stored(offset=10, used=99)]) == 0  # the same record again
+    assert sink.put([stored(offset=10, used=10)]) == 1
+    assert sink.put([stored(offset=5, used=5, timestamp_ms=2000)]) == 0  # replayed, older
+    assert sink.put([stored(offset=10, used=99)]) == 0  # the same record again
     assert stored_used(redis_client, machine_id) == 10
-    assert sink.write([stored(offset=11, used=11)]) == 1
+    assert sink.put([stored(offset=11, used=11, timestamp_ms=900)]) == 1
     assert stored_used(redis_client, machine_id) == 11
-    # After a repartition, offsets of two partitions are not comparable: time decides.
-    assert sink.write([stored(offset=1, used=1, partition=3, timestamp_ms=999)]) == 0
-    assert sink.write([stored(offset=2, used=2, partition=3, timestamp_ms=2000)]) == 1
-    assert stored_used(redis_client, machine_id) == 2
 
 
 def test_while_redis_is_down_nothing_is_committed_and_nothing_lost(

@@ -8,9 +8,10 @@ from consumer_worker.batch import build_batch
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from devstack.stack import LocalStack
-from telemetry_common.storage import PartitionStep, built_offsets_key
+from telemetry_common.storage import PartitionStep
 from tests.helpers import (
     TOPIC_PARTITIONS,
+    built_offsets,
     committed_offsets,
     consume_all,
     end_offsets,
@@ -69,18 +70,21 @@ def test_a_batch_stores_each_machines_newest_reading_and_builds_past_every_recor
     messages = consume_all(stack.bootstrap_servers, topic, len(machines) * READINGS_PER_MACHINE)
 
     batch = build_batch(messages)
-    steps = [
-        PartitionStep(p, None, next_offset) for (_, p), next_offset in batch.next_offsets.items()
-    ]
-    built_key = built_offsets_key(unique("writers"), topic)
-    result = RedisSink(redis_client).write_batch(built_key, steps, batch.readings)
+    writes = {
+        p: (PartitionStep(p, None, next_offset), [r for r in batch.readings if r.partition == p])
+        for (_, p), next_offset in batch.next_offsets.items()
+    }
+    group = unique("writers")
+    results = RedisSink(redis_client, group, topic).write_batch(writes)
 
     # One write per machine, of its newest reading; the view is built past every record.
-    assert result.written == len(machines)
+    assert all(result.in_step for result in results.values())
+    assert sum(result.written for result in results.values()) == len(machines)
     assert all(stored_used(redis_client, m) == READINGS_PER_MACHINE - 1 for m in machines)
     ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
-    built = {int(p): int(o) for p, o in redis_client.hgetall(built_key).items()}
-    assert built == {p: end for p, end in ends.items() if end > 0}
+    assert built_offsets(redis_client, group, topic) == {
+        p: end for p, end in ends.items() if end > 0
+    }
 
 
 def test_offsets_are_committed_at_most_once_per_interval_and_at_shutdown(

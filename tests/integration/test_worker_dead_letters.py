@@ -17,12 +17,12 @@ from consumer_worker.settings import WorkerSettings
 from devstack import services
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record
-from telemetry_common.storage import latest_reading_key
 from tests.helpers import (
     READING,
     committed_offsets,
     consume_all,
     end_offsets,
+    machine_keys,
     reading,
     running_worker,
     unique,
@@ -230,7 +230,8 @@ def settings_for(
 
 
 def stored_reading(client: redis.Redis, machine_id: str) -> dict[str, int] | None:
-    raw = client.hget(latest_reading_key(machine_id), "reading")
+    # The source topic has one partition.
+    raw = client.hget(machine_keys(machine_id, partitions=1).latest(machine_id), "reading")
     return MemoryReading.model_validate_json(str(raw)).model_dump() if raw else None
 
 

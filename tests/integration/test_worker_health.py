@@ -18,10 +18,10 @@ from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record
-from telemetry_common.storage import latest_reading_key
 from tests.helpers import (
     TOPIC_PARTITIONS,
     end_offsets,
+    machine_keys,
     produce,
     reading,
     running_worker,
@@ -124,7 +124,7 @@ def test_a_worker_stuck_behind_on_redis_shows_its_lag_and_is_unhealthy_until_red
             client = redis.Redis(port=port, decode_responses=True)
             try:
                 wait_until(
-                    lambda: all(client.exists(latest_reading_key(m)) for m in machines),
+                    lambda: all(client.exists(machine_keys(m).latest(m)) for m in machines),
                     60,
                     "every reading stored once Redis is back",
                 )

@@ -13,10 +13,10 @@ from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
 from devstack.ports import free_port
 from devstack.stack import LocalStack
-from telemetry_common.storage import built_offsets_key
 from tests.helpers import (
     TOPIC_PARTITIONS,
     end_offsets,
+    forget_built_offsets,
     produce,
     running_worker,
     unique,
@@ -161,7 +161,7 @@ def test_a_replay_counts_stale_readings_and_a_bad_record_counts_a_dead_letter(
         )
         # Redis forgets how far its view is built: the worker replays every partition,
         # and Redis already holds each replayed reading.
-        redis_client.delete(built_offsets_key(settings.kafka_consumer_group, topic))
+        forget_built_offsets(redis_client, settings.kafka_consumer_group, topic)
         replayed = scrape_when(
             port,
             lambda s: total(s, "memtel_worker_readings_stale_total") == 10,

@@ -11,11 +11,15 @@ from consumer_worker.settings import WorkerSettings
 from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
-from telemetry_common.storage import built_offset_field, built_offsets_key, latest_reading_key
+from telemetry_common.layout import partition_keys
+from telemetry_common.partitioning import partition_of
 from tests.helpers import (
     TOPIC_PARTITIONS,
+    built_offsets,
     committed_offsets,
     end_offsets,
+    forget_built_offsets,
+    machine_keys,
     produce,
     running_worker,
     unique,
@@ -45,20 +49,18 @@ def test_a_flushed_redis_is_rebuilt_while_the_worker_runs_even_with_no_new_recor
     settings = worker_settings.model_copy(update={"worker_view_check_interval_seconds": 0.5})
     machines = {unique("m"): n for n in range(1, 13)}
     produce_readings(stack, topic, machines)
-    built_key = built_offsets_key(settings.kafka_consumer_group, topic)
+    group = settings.kafka_consumer_group
 
     with running_worker(settings) as worker:
         wait_until(lambda: everything_stored(redis_client, machines), 30, "every reading")
 
         # A Redis restored from an older copy: one partition's view back at its start,
         # the readings written since gone.
-        partition_of = {
-            m: int(str(redis_client.hget(latest_reading_key(m), "partition"))) for m in machines
-        }
-        rolled_back = partition_of[next(iter(machines))]
-        redis_client.hset(built_key, built_offset_field(rolled_back), 0)
+        partition = {m: partition_of(m, TOPIC_PARTITIONS) for m in machines}
+        rolled_back = partition[next(iter(machines))]
+        redis_client.set(partition_keys(rolled_back).built(group, topic), 0)
         redis_client.delete(
-            *(latest_reading_key(m) for m, p in partition_of.items() if p == rolled_back)
+            *(machine_keys(m).latest(m) for m, p in partition.items() if p == rolled_back)
         )
         wait_until(lambda: everything_stored(redis_client, machines), 30, "the rolled-back view")
 
@@ -68,8 +70,9 @@ def test_a_flushed_redis_is_rebuilt_while_the_worker_runs_even_with_no_new_recor
         assert worker.view_replays >= 1 + TOPIC_PARTITIONS
 
     ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
-    built = {int(p): int(o) for p, o in redis_client.hgetall(built_key).items()}
-    assert built == {p: end for p, end in ends.items() if end > 0}
+    assert built_offsets(redis_client, group, topic) == {
+        p: end for p, end in ends.items() if end > 0
+    }
 
 
 def test_redis_replaced_by_an_empty_instance_is_rebuilt_by_the_next_write(
@@ -125,7 +128,7 @@ def test_a_worker_started_on_an_emptied_redis_rebuilds_it_past_the_committed_off
     }
 
     # Redis loses everything while no worker runs; the group's commits are at the end.
-    redis_client.delete(*(latest_reading_key(m) for m in machines))
-    redis_client.delete(built_offsets_key(worker_settings.kafka_consumer_group, topic))
+    redis_client.delete(*(machine_keys(m).latest(m) for m in machines))
+    forget_built_offsets(redis_client, worker_settings.kafka_consumer_group, topic)
     with running_worker(worker_settings):
         wait_until(lambda: everything_stored(redis_client, machines), 30, "the rebuilt view")

@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from telemetry_common.contract import MemoryReading
+from telemetry_common.layout import partition_keys
 from telemetry_common.storage import (
     HISTORY_ENTRY_COLUMNS,
-    MACHINE_IDS_KEY,
-    MACHINES_LAST_SEEN_KEY,
-    STORE_ARGV_ORDER,
     DamagedStoredReadingError,
     HistoryRetention,
+    LatestField,
     PartitionStep,
     StoreBatchResult,
     StoredHistoryEntry,
     StoredReading,
-    built_offset_field,
-    built_offsets_key,
-    history_key,
-    latest_reading_key,
     store_batch_call,
+    store_batch_lua,
 )
 from tests.helpers import READING
 
 RECEIVED_AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+KEYS = partition_keys(2)
 
 
-def test_the_redis_key_is_namespaced_per_machine() -> None:
-    assert latest_reading_key("web-01") == "memtel:v1:latest:web-01"
-
-
-def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
-    stored = StoredReading(
+def stored_reading() -> StoredReading:
+    return StoredReading(
         machine_id="m1",
         reading=MemoryReading.model_validate(READING),
         partition=2,
@@ -42,11 +36,35 @@ def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
         timestamp_ms=1_700_000_000_000,
         received_at=RECEIVED_AT,
     )
-    # What the store script writes: each field from its argument position.
+
+
+def test_the_script_writes_the_latest_hash_fields_the_readers_take() -> None:
+    hset = re.search(r"redis\.call\('HSET', key, (.*?)\)\n", store_batch_lua(), re.S)
+    assert hset is not None
+    names = re.findall(r"'([a-z_]+)'", hset.group(1))
+    assert names == [str(field) for field in LatestField]
+
+
+def test_the_script_reads_an_entry_s_position_from_its_first_columns() -> None:
+    assert HISTORY_ENTRY_COLUMNS[:3] == ("partition", "offset", "timestamp_ms")
+    assert "local ENTRY_POSITION = '^(%d+),(%d+),(%-?%d+),'" in store_batch_lua()
+
+
+def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
+    stored = stored_reading()
+    write = stored.as_write()
+    # What the script writes: the reading's JSON and its position, then its receipt time.
+    _, args = store_batch_call("built", PartitionStep(2, None, 42), [write])
+    entry, reading_json, received_at = args[-3:]
+    partition, offset, timestamp_ms = str(entry).split(",")[:3]
     fields = {
-        str(f): str(arg) for f, arg in zip(STORE_ARGV_ORDER, stored.store_args(), strict=True)
+        LatestField.READING: str(reading_json),
+        LatestField.PARTITION: partition,
+        LatestField.OFFSET: offset,
+        LatestField.TIMESTAMP_MS: timestamp_ms,
+        LatestField.RECEIVED_AT: str(received_at),
     }
-    assert StoredReading.from_redis_hash("m1", fields) == stored
+    assert StoredReading.from_redis_hash("m1", {str(k): v for k, v in fields.items()}) == stored
 
 
 def test_a_damaged_hash_is_reported() -> None:
@@ -54,28 +72,15 @@ def test_a_damaged_hash_is_reported() -> None:
         StoredReading.from_redis_hash("m1", {"reading": "{}"})
 
 
-def test_the_built_offsets_hash_is_namespaced_per_group_and_topic() -> None:
-    assert built_offsets_key("writers", "readings") == "memtel:v1:built:writers:readings"
-    assert built_offset_field(3) == "3"
-
-
-def test_the_batch_script_gets_the_steps_then_every_reading() -> None:
-    stored = StoredReading(
-        machine_id="m1",
-        reading=MemoryReading.model_validate(READING),
-        partition=2,
-        offset=41,
-        timestamp_ms=1_700_000_000_000,
-        received_at=RECEIVED_AT,
-    )
+def test_the_batch_script_gets_the_step_then_every_reading() -> None:
     keys, args = store_batch_call(
-        "built", [PartitionStep(2, None, 42), PartitionStep(5, 7, 9)], [stored.as_write()]
+        "built", PartitionStep(2, None, 42), [stored_reading().as_write()]
     )
-    assert keys == ["built", MACHINES_LAST_SEEN_KEY, MACHINE_IDS_KEY, latest_reading_key("m1")]
-    # No history: retention 0 and 0, then the steps, then a group of one entry and what
-    # the latest hash takes besides.
+    assert keys == ["built", KEYS.last_seen, KEYS.machine_ids, KEYS.latest("m1")]
+    # No history: retention 0 and 0, then the step, the prefix before machine ids, then
+    # a group of one entry and what the latest hash takes besides.
     assert args == [
-        *(0, 0, 2, "2", "", 42, "5", "7", 9),
+        *(0, 0, "", "42", len(KEYS.latest_prefix)),
         1,
         "2,41,1700000000000,16318064,5204372,6104220,412908,5009472,10352120",
         '{"total":16318064,"used":5204372,"free":6104220,"shared":412908,'
@@ -84,39 +89,30 @@ def test_the_batch_script_gets_the_steps_then_every_reading() -> None:
     ]
 
 
+def test_readings_put_in_place_leave_the_built_offset_alone() -> None:
+    _, args = store_batch_call("built", None, [stored_reading().as_write()])
+    assert args[2:4] == ["*", "*"]
+
+
 def test_with_history_a_reading_brings_the_ones_it_superseded() -> None:
-    first = StoredReading(
-        machine_id="m1",
-        reading=MemoryReading.model_validate(READING),
-        partition=2,
-        offset=41,
-        timestamp_ms=1_700_000_000_000,
-        received_at=RECEIVED_AT,
-    ).as_write()
+    first = stored_reading().as_write()
     second = first._replace(offset=42, timestamp_ms=1_700_000_000_500, earlier=(first,))
     keys, args = store_batch_call(
-        "built", [PartitionStep(2, None, 43)], [second], HistoryRetention(1000, 60_000)
+        "built", PartitionStep(2, 7, 43), [second], HistoryRetention(1000, 60_000)
     )
     assert keys == [
         "built",
-        MACHINES_LAST_SEEN_KEY,
-        MACHINE_IDS_KEY,
-        latest_reading_key("m1"),
-        history_key("m1"),
+        KEYS.last_seen,
+        KEYS.machine_ids,
+        KEYS.latest("m1"),
+        KEYS.history("m1"),
     ]
-    json, received_at = second.store_args()[0], second.store_args()[-1]
     assert args == [
-        1000,
-        60_000,
-        1,
-        "2",
-        "",
-        43,
+        *(1000, 60_000, "7", "43", len(KEYS.latest_prefix)),
         2,
         first.entry(),
         second.entry(),
-        json,
-        received_at,
+        *args[-2:],
     ]
 
 
@@ -140,11 +136,13 @@ def test_a_damaged_history_entry_is_reported(fields: dict[str, str]) -> None:
         StoredHistoryEntry.from_stream_entry("m1", "5-41", fields)
 
 
-def test_the_batch_reply_names_the_partitions_out_of_step() -> None:
-    result = StoreBatchResult.from_reply([3, [b"1", b"", b"4", b"17"]])
-    assert result == StoreBatchResult(written=3, out_of_step={1: None, 4: 17})
+def test_the_batch_reply_names_the_offset_redis_holds_when_out_of_step() -> None:
+    assert StoreBatchResult.from_reply([0, "17", 0, 0, 0]) == StoreBatchResult(
+        written=0, in_step=False, built_in_redis=17
+    )
+    assert StoreBatchResult.from_reply([0, "", 0, 0, 0]).built_in_redis is None
 
 
 def test_the_batch_reply_counts_history_entries_added_and_refused() -> None:
-    result = StoreBatchResult.from_reply([3, [], 7, 2])
-    assert (result.history_appended, result.history_refused) == (7, 2)
+    result = StoreBatchResult.from_reply([1, "", 3, 7, 2])
+    assert result == StoreBatchResult(written=3, history_appended=7, history_refused=2)
