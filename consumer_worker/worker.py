@@ -145,6 +145,9 @@ class ConsumerWorker:
         # One thread writes a batch to Redis while this one polls and decodes the next.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._pending_write: _PendingWrite | None = None
+        # Partitions sought since the last poll began: records of theirs that poll
+        # returned may be from before the seek.
+        self._sought: set[int] = set()
         # The topic's partition counts seen, and the placements already noted in Redis.
         self._partition_counts: set[int] = set()
         self._placements_noted: set[Placement] = set()
@@ -211,10 +214,11 @@ class ConsumerWorker:
             while not self._stop.is_set():
                 self._report()
                 self._check_view_if_due()
+                self._sought.clear()
                 batch = self._next_batch()
-                replayed = self._finish_write()
+                self._finish_write()
                 if batch is not None:
-                    self._process(batch, replayed)
+                    self._process(batch)
                 self._commit(self._pending_commits.due(), asynchronous=True)
         finally:
             self._finish_write()
@@ -292,14 +296,19 @@ class ConsumerWorker:
         more = self._consumer.consume(num_messages=room, timeout=0) if room else []
         return [first, *more]
 
-    def _process(self, batch: Batch, replayed: set[int]) -> None:
+    def _process(self, batch: Batch) -> None:
         """Dead-letter the batch's rejects, then send its readings to the writer thread.
 
-        `replayed`: partitions sought back since the batch was polled; their records in
-        it are read again from where Redis's view is built, so they are left out here.
+        Partitions sought back to Redis's view while the batch was polled or since (the
+        outcome of the previous write, in a rebalance callback or after it) may have
+        records in it from before the seek: they are left out, and the partitions sought
+        there again, so that they are read once more from where the view is built.
         """
-        if replayed:
-            batch = _without_partitions(batch, replayed)
+        sought = {p for p in self._sought if (self._topic, p) in batch.next_offsets}
+        if sought:
+            batch = _without_partitions(batch, sought)
+            for partition in sought:
+                self._seek_to_view(partition, self._view_built_to[partition])
         if batch.rejected and not self._send_dead_letters(batch):
             return
         writes: PartitionWrites = {}
@@ -321,17 +330,17 @@ class ConsumerWorker:
         self.metrics.redis_write_duration.observe(time.perf_counter() - started)
         return results
 
-    def _finish_write(self) -> set[int]:
+    def _finish_write(self) -> None:
         """Wait for the batch in the writer thread and take its outcome: move the built
         offsets it wrote, owe their commits, and seek back the partitions whose view in
-        Redis was not where this worker left it (returned).
+        Redis was not where this worker left it.
 
         A failed write is retried here, on this thread, with backoff, so that the lag
         and the heartbeat stay current meanwhile (they use the consumer).
         """
         pending, self._pending_write = self._pending_write, None
         if pending is None:
-            return set()
+            return
         try:
             results: dict[int, StoreBatchResult] | None = pending.result.result()
         except RedisError as exc:
@@ -343,7 +352,7 @@ class ConsumerWorker:
                 self.metrics.redis_failures.labels("write"),
             )
         if results is None:
-            return set()
+            return
         self._count_outcome(pending.batch, pending.writes, results)
         out_of_step = {p: r.built_in_redis for p, r in results.items() if not r.in_step}
         for partition, (step, _) in pending.writes.items():
@@ -352,7 +361,7 @@ class ConsumerWorker:
                 self._pending_commits.stored(partition, step.next_offset)
         if len(out_of_step) < len(results):
             self._progressed()
-        return self._replay_from(out_of_step)
+        self._replay_from(out_of_step)
 
     def _count_outcome(
         self, batch: Batch, writes: PartitionWrites, results: dict[int, StoreBatchResult]
@@ -532,10 +541,8 @@ class ConsumerWorker:
             {p: built for p, built in in_redis.items() if built != self._view_built_to[p]}
         )
 
-    def _replay_from(self, in_redis: dict[int, int | None]) -> set[int]:
-        """Seek each partition back (or on) to where Redis's view of it is built; return
-        the partitions sought."""
-        sought = set()
+    def _replay_from(self, in_redis: dict[int, int | None]) -> None:
+        """Seek each partition back (or on) to where Redis's view of it is built."""
         for partition, built in in_redis.items():
             if partition not in self._view_built_to:
                 continue
@@ -549,21 +556,30 @@ class ConsumerWorker:
                 self._view_built_to[partition],
                 extra=fields,
             )
-            try:
-                self._consumer.seek(TopicPartition(self._topic, partition, _start_of(built)))
-            except KafkaException as exc:
-                # Expectations stay as they were: the next write or check is out of step
-                # again and retries the seek; nothing is written for the partition meanwhile.
-                logger.warning(
-                    "seek of %s[%d] failed: %s", self._topic, partition, exc, extra=fields
-                )
-                continue
-            self._view_built_to[partition] = built
-            self._pending_commits.forget([partition])
-            self.view_replays += 1
-            self.metrics.view_replays.inc()
-            sought.add(partition)
-        return sought
+            if self._seek_to_view(partition, built):
+                self.view_replays += 1
+                self.metrics.view_replays.inc()
+
+    def _seek_to_view(self, partition: int, built: int | None) -> bool:
+        """Read `partition` next from `built`, where Redis's view of it is built; False
+        if the seek failed."""
+        try:
+            self._consumer.seek(TopicPartition(self._topic, partition, _start_of(built)))
+        except KafkaException as exc:
+            # Expectations stay as they were: the next write or check is out of step
+            # again and retries the seek; nothing is written for the partition meanwhile.
+            logger.warning(
+                "seek of %s[%d] failed: %s",
+                self._topic,
+                partition,
+                exc,
+                extra={"topic": self._topic, "partition": partition, "offset": built},
+            )
+            return False
+        self._view_built_to[partition] = built
+        self._pending_commits.forget([partition])
+        self._sought.add(partition)
+        return True
 
     def _without_errors(self, messages: list[Message]) -> list[Message]:
         records = []

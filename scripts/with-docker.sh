@@ -5,7 +5,7 @@
 #   3. the base image debian:bookworm-slim (made with debootstrap when missing)
 #   4. the project's images, built by `docker compose build` from its Dockerfiles
 # then `"$@"`, with MEMTEL_TEST_RUN set to an id of this run. On exit it removes what
-# the run created: the Compose project memtel-test-$MEMTEL_TEST_RUN and any container,
+# the run created: the Compose projects memtel-test-$MEMTEL_TEST_RUN(-cluster) and any container,
 # network or volume labelled memtelemetry.test-run=$MEMTEL_TEST_RUN. Images stay, so
 # that the next run reuses them. Each step prints its duration.
 #   usage: scripts/with-docker.sh COMMAND [ARGS...]
@@ -36,16 +36,18 @@ cleanup() {
   trap - EXIT INT TERM
   if docker info >/dev/null 2>&1; then
     printf '\n== cleaning up run %s\n' "$MEMTEL_TEST_RUN"
-    if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$project")" ]; then
-      docker compose -p "$project" down --volumes --remove-orphans --timeout 30 || status=1
-    fi
+    # The tier's projects: the default stack and the one on the Redis Cluster.
+    for name in "$project" "$project-cluster"; do
+      if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$name")" ]; then
+        docker compose -p "$name" down --volumes --remove-orphans --timeout 30 || status=1
+      fi
+      docker volume ls -q --filter "label=com.docker.compose.project=$name" |
+        xargs -r docker volume rm >/dev/null || status=1
+    done
     local label=label=memtelemetry.test-run=$MEMTEL_TEST_RUN
     docker ps -aq --filter "$label" | xargs -r docker rm -f -v >/dev/null || status=1
     docker network ls -q --filter "$label" | xargs -r docker network rm >/dev/null || status=1
     docker volume ls -q --filter "$label" | xargs -r docker volume rm >/dev/null || status=1
-    # Compose labels its volumes and networks with the project too.
-    docker volume ls -q --filter "label=com.docker.compose.project=$project" |
-      xargs -r docker volume rm >/dev/null || status=1
   fi
   if $engine_started_here; then
     bash scripts/docker-engine.sh stop || status=1

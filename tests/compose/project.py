@@ -28,6 +28,9 @@ class ComposeProject:
     env_file: Path
     api_port: int
     kafka_port: int
+    # The compose files, the repository's own first (later ones override it).
+    files: tuple[str, ...] = ("docker-compose.yml",)
+    services: tuple[str, ...] = SERVICES
 
     @property
     def api_url(self) -> str:
@@ -36,6 +39,8 @@ class ComposeProject:
     def compose(self, *args: str, timeout: float = 300) -> str:
         """Run `docker compose` for this project; fail with its output if it fails."""
         command = ["docker", "compose", "--project-name", self.name]
+        for file in self.files:
+            command += ["--file", file]
         command += ["--env-file", str(self.env_file), *args]
         started = time.monotonic()
         logger.info("$ docker compose %s", " ".join(args))
@@ -55,7 +60,7 @@ class ComposeProject:
         args = ["up", "--detach", "--wait", "--wait-timeout", str(UP_TIMEOUT_SECONDS)]
         if scale_workers is not None:
             args += ["--scale", f"consumer-worker={scale_workers}"]
-        self.compose(*args, *(services or SERVICES), timeout=UP_TIMEOUT_SECONDS + 60)
+        self.compose(*args, *(services or self.services), timeout=UP_TIMEOUT_SECONDS + 60)
 
     def down(self, *, volumes: bool = False) -> None:
         args = ["down", "--remove-orphans", "--timeout", "30"]
