@@ -207,6 +207,8 @@ class KafkaPublisher:
     def _on_client_error(self, err: KafkaError) -> None:
         # Connection trouble is reported here too; librdkafka recovers from it by itself.
         if err.fatal():
+            if self._fatal_error is not None:
+                return  # the same error, seen again: logged once
             self._fatal_error = err
             logger.critical("Kafka producer hit a fatal error and can no longer publish: %s", err)
         else:
@@ -216,6 +218,15 @@ class KafkaPublisher:
         while True:
             try:
                 self._producer.poll(0)
+            except KafkaException as exc:
+                # confluent-kafka raises a fatal error from poll() instead of handing it
+                # to error_cb (seen with 2.16): without this the producer would be
+                # broken for good while /healthz still answered 200.
+                err: KafkaError = exc.args[0]
+                if err.fatal():
+                    self._on_client_error(err)
+                else:
+                    logger.exception("serving Kafka delivery reports failed")
             except Exception:  # a callback raised: log it, keep serving the others
                 logger.exception("serving Kafka delivery reports failed")
             self._settle_noted()
@@ -283,6 +294,8 @@ class KafkaPublisher:
                 error = DeliveryError("the producer's local queue is full", FailureCause.QUEUE_FULL)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
+                if err.fatal():
+                    self._on_client_error(err)  # produce() may be the first to raise it
                 error = DeliveryError(f"Kafka refused the record: {err.str()}", cause_of(err))
             else:
                 continue
