@@ -20,14 +20,18 @@ from pathlib import Path
 from typing import Self
 
 import httpx
+import redis
+import redis.cluster
 
 from benchmarks import procstat
 from devstack import services
 from devstack.ports import free_port
 from devstack.processes import ManagedProcess
+from devstack.redis_cluster import MASTERS
 from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
+from telemetry_common.redis_client import SyncRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +61,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class RedisServer:
+    port: int
+    pid: int
+    master: bool
+
+
+@dataclass(frozen=True)
 class RunningApi:
     url: str
     processes: procstat.ServerProcesses
@@ -70,12 +81,52 @@ class BenchStack:
 
     @classmethod
     @contextmanager
-    def started(cls, partitions: int) -> Iterator[Self]:
+    def started(cls, partitions: int, *, redis_cluster: bool = False) -> Iterator[Self]:
+        """The stack, with one Redis or (`redis_cluster`) a Redis Cluster of 3 masters
+        with a replica each; the services on it get REDIS_CLUSTER accordingly."""
         with tempfile.TemporaryDirectory(prefix="memtel-bench-") as folder:
             work_dir = Path(folder)
-            settings = DevstackSettings.on_free_ports(kafka_topic_partitions=partitions)
+            settings = DevstackSettings.on_free_ports(
+                kafka_topic_partitions=partitions, redis_cluster=redis_cluster
+            )
             with LocalStack(settings, work_dir / "stack") as stack:
                 yield cls(stack, work_dir, partitions)
+
+    @property
+    def redis_cluster(self) -> bool:
+        return self.stack.redis_cluster is not None
+
+    @property
+    def redis_description(self) -> str:
+        if self.stack.redis_cluster is None:
+            return "standalone Redis"
+        return f"{MASTERS}-master Redis Cluster"
+
+    def redis_client(self) -> SyncRedis:
+        """A client of the stack's Redis (a cluster client on a cluster), answers decoded."""
+        if self.redis_cluster:
+            return redis.cluster.RedisCluster.from_url(
+                self.redis_url, password=self.redis_password, decode_responses=True
+            )
+        return redis.Redis.from_url(
+            self.redis_url, password=self.redis_password, decode_responses=True
+        )
+
+    def redis_servers(self) -> list[RedisServer]:
+        """Every redis-server process of the stack: the one, or each node of the cluster
+        with its role now (a replica holds a copy of its master's data)."""
+        cluster = self.stack.redis_cluster
+        if cluster is None:
+            found = [(self.redis_port, self.stack.process("redis").pid, True)]
+        else:
+            masters = {node.port for node in cluster.masters()}
+            found = [(n.port, n.process.pid, n.port in masters) for n in cluster.nodes]
+        servers = []
+        for port, pid, master in found:
+            if pid is None:
+                raise RuntimeError(f"the redis-server on port {port} is not running")
+            servers.append(RedisServer(port, pid, master))
+        return servers
 
     @property
     def bootstrap_servers(self) -> str:

@@ -102,17 +102,22 @@ class CpuMeter:
 
     def __init__(self, pids: tuple[int, ...]) -> None:
         self._pids = pids
-        self._start_cpu = 0.0
+        self._start_cpu: dict[int, float] = {}
         self._start_wall = 0.0
 
-    def _total(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self._pids)
-
     def start(self) -> None:
-        self._start_cpu = self._total()
+        self._start_cpu = {pid: cpu_seconds(pid) for pid in self._pids}
         self._start_wall = time.monotonic()
 
     def share(self) -> float:
         """CPU seconds per wall second since start (1.0 is one core fully busy)."""
         wall = time.monotonic() - self._start_wall
-        return (self._total() - self._start_cpu) / wall if wall > 0 else 0.0
+        return self.seconds() / wall if wall > 0 else 0.0
+
+    def seconds_by_pid(self) -> dict[int, float]:
+        """CPU seconds each process used since start."""
+        return {pid: cpu_seconds(pid) - self._start_cpu[pid] for pid in self._pids}
+
+    def seconds(self) -> float:
+        """CPU seconds the processes used since start, all of them together."""
+        return sum(self.seconds_by_pid().values())
