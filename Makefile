@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers bench bench-quick lint format typecheck check clean
+.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers bench bench-quick docs-figures lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,10 +59,14 @@ test-integration-containers: bootstrap ## the integration tier on Kafka and Redi
 bench: bootstrap ## each stage beside its ceiling, on a stack of its own (docs/benchmarks.md)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m benchmarks --output bench/results/latest.json
+	$(PYTHON) -m benchmarks.render_docs record-bench bench/results/latest.json --command "make bench"
 
 bench-quick: bootstrap ## the same stages at tiny sizes: fails only if a stage cannot run
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) -m benchmarks --quick --output bench/results/quick.json
+
+docs-figures: venv ## re-render the docs' figure tables from docs/results/ (make bench, MEMTEL_FAULT_RESULTS)
+	$(PYTHON) -m benchmarks.render_docs
 
 lint: venv ## ruff lint and format check
 	$(PYTHON) -m ruff check .

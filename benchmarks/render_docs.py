@@ -1,0 +1,334 @@
+"""The figure tables of the docs, rendered from committed result files.
+
+    python -m benchmarks.render_docs                  # re-render every table (make docs-figures)
+    python -m benchmarks.render_docs --check          # exit 1 if a doc differs from its results
+    python -m benchmarks.render_docs record-bench bench/results/latest.json --command "make bench"
+
+A table lives in a doc between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`;
+everything between the two markers is this module's output, so it is never edited by
+hand. The results are under docs/results/ (committed, unlike bench/results/ and
+build/), each with a stamp: the commit, date, machine and command that measured it.
+`make bench` records its run; the fault tier records its scenarios when
+MEMTEL_FAULT_RESULTS names the file (tests/faults/conftest.py), so that ordinary test
+runs leave the tree alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "docs" / "results"
+BENCH_RESULTS = RESULTS_DIR / "bench.json"
+FAULT_RESULTS = RESULTS_DIR / "faults.json"
+
+_TABLE_HEADER = re.compile(r"^\|(.+)\|\s*$")
+
+
+@dataclass(frozen=True)
+class FigureSet:
+    """One table: where it is shown, what it is rendered from, and how."""
+
+    name: str
+    doc: Path
+    results: Path
+    render: Callable[[dict[str, Any]], str]
+
+
+# --- stamps --------------------------------------------------------------------------
+
+
+def current_commit() -> str:
+    """The commit checked out (abbreviated), or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """The machine as one phrase: cores, CPU, memory, and the load average around the run."""
+    parts = [f"{machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')})"]
+    if "memory_gib" in machine:
+        parts.append(f"{machine['memory_gib']} GiB")
+    if "kernel" in machine:
+        parts.append(f"Linux {str(machine['kernel']).split('-')[0]}")
+    start, end = machine.get("load_average_at_start"), machine.get("load_average_at_end")
+    if start and end:
+        parts.append(f"load average {start[0]} at the start, {end[0]} at the end")
+    return ", ".join(parts)
+
+
+def stamp(command: str, machine: dict[str, Any], date: str | None = None) -> dict[str, str]:
+    return {
+        "commit": current_commit(),
+        "date": date or datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_line(machine),
+        "command": command,
+    }
+
+
+def stamp_line(stamps: list[dict[str, str]]) -> str:
+    """The provenance of a table, one line per distinct stamp."""
+    lines = []
+    for s in _distinct(stamps):
+        line = (
+            f"Measured by `{s['command']}` at commit {s['commit']} on {s['date']}, "
+            f"on {s['machine']}."
+        )
+        if s.get("note"):
+            line += f" {s['note']}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _distinct(stamps: list[dict[str, str]]) -> list[dict[str, str]]:
+    seen: list[dict[str, str]] = []
+    for s in stamps:
+        if s not in seen:
+            seen.append(s)
+    return seen
+
+
+# --- the benchmark's stage table -----------------------------------------------------
+
+BENCH_COLUMNS = ("stage", "figure", "measured", "ceiling", "ratio", "loadgen_cpu")
+
+
+def rows_of_markdown_table(text: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table the benchmark writes beside its JSON summary."""
+    rows = []
+    lines = [line for line in text.splitlines() if _TABLE_HEADER.match(line)]
+    for line in lines[2:]:  # the header and its rule
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != len(BENCH_COLUMNS):
+            raise ValueError(f"a row of {len(cells)} cells, not {len(BENCH_COLUMNS)}: {line}")
+        rows.append(dict(zip(BENCH_COLUMNS, cells, strict=True)))
+    return rows
+
+
+def render_bench_stages(results: dict[str, Any]) -> str:
+    lines = [
+        stamp_line([results["stamp"]]),
+        "",
+        "| Stage | Figure | Measured | Ceiling (same run) | Ratio | Load generator CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        "| " + " | ".join(row[column] for column in BENCH_COLUMNS) + " |" for row in results["rows"]
+    ]
+    return "\n".join(lines)
+
+
+def record_bench(summary_path: Path, command: str, output: Path = BENCH_RESULTS) -> None:
+    """Keep a benchmark run (its JSON summary and the rows of its table) for the docs."""
+    summary = json.loads(summary_path.read_text())
+    rows = rows_of_markdown_table(summary_path.with_suffix(".md").read_text())
+    recorded = {
+        "stamp": stamp(command, summary.get("machine", {}), summary.get("started_at")),
+        "rows": rows,
+        "summary": summary,
+    }
+    _write(output, recorded)
+
+
+# --- the fault scenarios' table ------------------------------------------------------
+
+# The scenarios in the order the docs number them, with what each does.
+FAULT_SCENARIOS: dict[str, str] = {
+    "worker_sigkill_x3": "Worker SIGKILLed 3 times, restarted each time",
+    "redis_faults": (
+        "Redis SIGKILLed and restarted; SIGSTOPped 10 s; replaced by an empty instance"
+    ),
+    "broker_sigkill_15s": "The broker SIGKILLed for 15 s",
+    "cluster_leader_sigkill": (
+        "Leader of partition 0 SIGKILLed in a 3-broker cluster (RF 3, min ISR 2)"
+    ),
+    "poison_records": "Poison records produced twice during the stream",
+}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _recovery(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(_seconds(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_seconds(v)}" for k, v in value.items())
+    return _seconds(float(value))
+
+
+def _fault_row(number: int, name: str, figures: dict[str, Any]) -> str:
+    others = figures.get("other_statuses") or {}
+    errors = figures.get("transport_errors") or {}
+    other = ", ".join(
+        [f"{code}: {n}" for code, n in others.items()]
+        + [f"no answer ({error}): {n}" for error, n in errors.items()]
+    )
+    cells = [
+        f"{number}. {FAULT_SCENARIOS.get(name, name)}",
+        f"{figures['sent']:,}",
+        f"{figures['acknowledged']:,}",
+        f"{figures['status_503']:,}",
+        other or "none",
+        f"{figures['answers_over_bound']} (slowest {figures['slowest_answer_seconds']:.3f} s)",
+        f"**{figures['lost']}**",
+        _recovery(figures.get("recovery_seconds")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_fault_scenarios(results: dict[str, Any]) -> str:
+    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    known = [name for name in FAULT_SCENARIOS if name in scenarios]
+    order = known + sorted(name for name in scenarios if name not in FAULT_SCENARIOS)
+    lines = [
+        stamp_line([scenarios[name]["stamp"] for name in order]),
+        "",
+        "| Scenario | Sent | Acknowledged | 503 | Other answers | Answers over the bound "
+        "(slowest answer) | Lost | Time to recover |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        _fault_row(number, name, scenarios[name]["figures"])
+        for number, name in enumerate(order, start=1)
+    ]
+    return "\n".join(lines)
+
+
+def record_faults(
+    figures_by_scenario: dict[str, dict[str, Any]],
+    command: str,
+    machine: dict[str, Any],
+    output: Path = FAULT_RESULTS,
+) -> None:
+    """Keep the figures of the scenarios that ran; the others keep their last run's."""
+    recorded: dict[str, Any] = (
+        json.loads(output.read_text()) if output.exists() else {"scenarios": {}}
+    )
+    run_stamp = stamp(command, machine)
+    for name, figures in figures_by_scenario.items():
+        recorded["scenarios"][name] = {"stamp": run_stamp, "figures": figures}
+    _write(output, recorded)
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- the docs ------------------------------------------------------------------------
+
+FIGURE_SETS: tuple[FigureSet, ...] = (
+    FigureSet("bench-stages", ROOT / "docs" / "benchmarks.md", BENCH_RESULTS, render_bench_stages),
+    FigureSet(
+        "fault-scenarios", ROOT / "docs" / "reliability.md", FAULT_RESULTS, render_fault_scenarios
+    ),
+)
+
+
+def region(name: str) -> re.Pattern[str]:
+    """The text between a table's two markers (the markers on lines of their own)."""
+    return re.compile(
+        rf"(<!-- figures:{re.escape(name)} -->\n)(.*?)(<!-- /figures:{re.escape(name)} -->)",
+        re.DOTALL,
+    )
+
+
+def rendered(figure_set: FigureSet) -> str:
+    return figure_set.render(json.loads(figure_set.results.read_text())) + "\n"
+
+
+def shown(figure_set: FigureSet, text: str) -> str | None:
+    """What the doc shows between the set's markers (None: no markers)."""
+    found = region(figure_set.name).search(text)
+    return found.group(2) if found else None
+
+
+def problems(figure_sets: tuple[FigureSet, ...] = FIGURE_SETS) -> list[str]:
+    """Every table whose doc differs from what its results render."""
+    found = []
+    for figure_set in figure_sets:
+        if not figure_set.results.exists():
+            found.append(f"{figure_set.name}: no results at {figure_set.results}")
+            continue
+        text = figure_set.doc.read_text()
+        current = shown(figure_set, text)
+        if current is None:
+            found.append(f"{figure_set.name}: no markers in {figure_set.doc}")
+        elif current != rendered(figure_set):
+            found.append(
+                f"{figure_set.name}: {_shown_path(figure_set.doc)} differs from "
+                f"{_shown_path(figure_set.results)}; run `make docs-figures`"
+            )
+    return found
+
+
+def _shown_path(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def render_all(figure_sets: tuple[FigureSet, ...] = FIGURE_SETS) -> list[Path]:
+    """Re-render every table that has results; return the docs changed."""
+    changed = []
+    for figure_set in figure_sets:
+        if not figure_set.results.exists():
+            print(f"{figure_set.name}: no results at {figure_set.results}, left as it is")
+            continue
+        text = figure_set.doc.read_text()
+        found = region(figure_set.name).search(text)
+        if found is None:
+            raise SystemExit(f"{figure_set.doc}: no <!-- figures:{figure_set.name} --> markers")
+        new = text[: found.start(2)] + rendered(figure_set) + text[found.end(2) :]
+        if new != text:
+            figure_set.doc.write_text(new)
+            changed.append(figure_set.doc)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a change")
+    commands = parser.add_subparsers(dest="action")
+    bench = commands.add_parser("record-bench", help="keep a benchmark run for the docs")
+    bench.add_argument("summary", type=Path, help="the run's JSON summary (its .md beside it)")
+    bench.add_argument("--command", default="make bench")
+    args = parser.parse_args(argv)
+    if args.action == "record-bench":
+        record_bench(args.summary, args.command)
+        print(f"recorded {args.summary} in {_shown_path(BENCH_RESULTS)}")
+        return 0
+    if args.check:
+        found = problems()
+        for problem in found:
+            print(problem, file=sys.stderr)
+        return 1 if found else 0
+    for doc in render_all():
+        print(f"rendered {_shown_path(doc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
