@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 
 from devstack.processes import ManagedProcess
-from devstack.services import HOST, port_open
+from devstack.services import HOST, REDIS_MEMORY_ARGS, port_open
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def node_process(work_dir: Path, name: str, port: int, password: str | None) -> 
         # A replica's first full sync starts at once, not after Redis 7's default 5 s
         # wait for more replicas to share it: a new node is in sync in well under 1 s.
         "--repl-diskless-sync-delay", "0",
+        *REDIS_MEMORY_ARGS,
     ]  # fmt: skip
     if password:
         # A replica logs in to its master with the same password.

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 # NewTopic's documented home is confluent_kafka.admin; its type stubs do not re-export it.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from devstack import topics
 from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
 from devstack.settings import DevstackSettings
 
@@ -33,6 +34,13 @@ log4j.logger.org.apache.zookeeper=WARN
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 """
+
+
+# A view that evicted keys would answer for machines with an old reading, or none,
+# while reporting itself healthy. With a limit and no eviction, a full Redis refuses
+# writes: the worker retries the batch and commits nothing, its lag grows and the
+# alerts fire (docs/production.md#redis-memory). The same as docker/redis/redis.conf.
+REDIS_MEMORY_ARGS = ("--maxmemory", "1gb", "--maxmemory-policy", "noeviction")
 
 
 def port_open(port: int, host: str = HOST) -> bool:
@@ -226,21 +234,40 @@ def add_scram_user(
 
 
 def create_stack_topics(bootstrap: str, settings: DevstackSettings) -> None:
-    """The readings topic and the dead-letter topic, as the stack's settings say."""
-    for topic in (settings.kafka_topic, settings.kafka_dead_letter_topic):
+    """The readings topic and the dead-letter topic, as the stack's settings say, with
+    the durability and retention of devstack/topics.py."""
+    replicas = settings.kafka_topic_replication_factor
+    for topic, retention_ms in (
+        (settings.kafka_topic, topics.READINGS_RETENTION_MS),
+        (settings.kafka_dead_letter_topic, topics.DEAD_LETTER_RETENTION_MS),
+    ):
         create_topic(
             bootstrap,
             topic,
             settings.kafka_topic_partitions,
-            settings.kafka_topic_replication_factor,
+            replicas,
+            config=topics.topic_config(replicas, retention_ms),
         )
 
 
-def create_topic(bootstrap: str, name: str, partitions: int, replication_factor: int = 1) -> None:
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int,
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
     """Create a topic and wait until the broker confirms it (an existing one is fine)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)],
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config=config or {},
+            )
+        ],
         operation_timeout=30,
     )
     try:
@@ -295,6 +322,7 @@ def redis(
         "--save", "",
         "--daemonize", "no",
         "--logfile", "",
+        *REDIS_MEMORY_ARGS,
     ]  # fmt: skip
     if password:
         command += ["--requirepass", password]
@@ -329,13 +357,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def producer_api(work_dir: Path, env: dict[str, str], cwd: Path | None = None) -> ManagedProcess:
+def producer_api(
+    work_dir: Path, env: dict[str, str], cwd: Path | None = None, name: str = "producer-api"
+) -> ManagedProcess:
     """The API as its own process; ready when /healthz answers."""
     port = int(env["API_PORT"])
     return ManagedProcess(
-        "producer-api",
+        name,
         [sys.executable, "-m", "producer_api"],
-        log_path=work_dir / "producer-api.log",
+        log_path=work_dir / f"{name}.log",
         ready=lambda: _http_ok(f"http://{HOST}:{port}/healthz"),
         already_running=lambda: port_open(port),
         env=env,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devstack import topics
 from devstack.services import kafka_server_properties
 from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
@@ -84,3 +85,17 @@ def test_the_apps_get_the_same_settings(services: dict[str, Any], tmp_path: Path
         ("consumer-worker", stack.worker_env()),
     ):
         assert set(local_env) <= set(service_environment(services[app])), app
+
+
+def test_the_topics_get_the_same_settings(services: dict[str, Any]) -> None:
+    # kafka-init's script sets what devstack/topics.py sets (docs/production.md, "Topics").
+    script = "\n".join(services["kafka-init"]["command"])
+    for retention_ms in (topics.READINGS_RETENTION_MS, topics.DEAD_LETTER_RETENTION_MS):
+        for name, value in topics.topic_config(1, retention_ms).items():
+            if name == "min.insync.replicas":
+                # Computed by the script from the replication factor, as topic_config does.
+                assert 'min.insync.replicas="$$min_isr"' in script
+            elif name == "retention.ms":
+                assert f":{value}" in script
+            else:
+                assert f"{name}={value}" in script, name
