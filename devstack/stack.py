@@ -1,4 +1,5 @@
-"""A whole local stack: ZooKeeper, Kafka, Redis and, optionally, the two services."""
+"""A whole local stack: Kafka (3.9 with ZooKeeper, or 4.x in KRaft mode), Redis and,
+optionally, the two services."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from devstack import services
-from devstack.jars import ensure_kafka_libs
+from devstack.faults import resume
+from devstack.jars import ensure_kafka4_libs, ensure_kafka_libs
+from devstack.kraft import LocalKraftCluster, start_together
+from devstack.ports import free_port
 from devstack.processes import ManagedProcess, RestartBackoff, ServiceStartError
 from devstack.redis_cluster import LocalRedisCluster
 from devstack.settings import DevstackSettings
@@ -20,6 +24,20 @@ logger = logging.getLogger(__name__)
 
 # How often the supervisor looks for a process that ended.
 SUPERVISE_INTERVAL_SECONDS = 0.5
+# A KRaft node's controller listens this far above its broker port (make up-cluster:
+# brokers on 9092-9094, controllers on 9192-9194).
+CONTROLLER_PORT_OFFSET = 100
+# Each worker of the stack is a static member of its group under a stable id of its
+# own: started again after a crash, it gets its partitions back at once instead of
+# after the session timeout (docs/production.md#workers-one-group-static-membership).
+WORKER_INSTANCE_PREFIX = "memtel-worker"
+
+KafkaMode = Literal["zookeeper", "kraft"]
+
+
+def worker_instance_id(index: int) -> str:
+    """The group.instance.id of the stack's worker number `index` (from 1)."""
+    return f"{WORKER_INSTANCE_PREFIX}-{index}"
 
 
 @dataclass
@@ -32,9 +50,15 @@ class LocalStack:
 
     settings: DevstackSettings
     work_dir: Path
+    # "zookeeper": ZooKeeper and one Kafka 3.9 broker (the default); "kraft": Kafka 4.x
+    # in KRaft mode, `kafka_nodes` combined broker and controller nodes.
+    kafka_mode: KafkaMode = "zookeeper"
+    kafka_nodes: int = 1
     _started: list[ManagedProcess] = field(default_factory=list)
     # With REDIS_CLUSTER: its nodes, for the tests that kill and restart them.
     redis_cluster: LocalRedisCluster | None = None
+    # In KRaft mode: its nodes, for the tests that kill, pause and restart them.
+    kraft: LocalKraftCluster | None = None
 
     def __enter__(self) -> Self:
         self.start_infrastructure()
@@ -45,6 +69,8 @@ class LocalStack:
 
     @property
     def bootstrap_servers(self) -> str:
+        if self.kraft is not None:
+            return self.kraft.bootstrap_servers
         return f"{services.HOST}:{self.settings.kafka_port}"
 
     @property
@@ -83,6 +109,19 @@ class LocalStack:
         }
 
     def start_infrastructure(self) -> None:
+        if self.kafka_mode == "kraft":
+            self._start_kraft()
+        else:
+            self._start_zookeeper_and_kafka()
+        services.create_stack_topics(self.bootstrap_servers, self.settings)
+        password = self.settings.redis_password
+        secret = password.get_secret_value() if password is not None else None
+        if self.settings.redis_cluster:
+            self._start_redis_cluster(secret)
+            return
+        self._start(services.redis(self.work_dir / "redis", self.settings.redis_port, secret))
+
+    def _start_zookeeper_and_kafka(self) -> None:
         libs = ensure_kafka_libs()
         self._start(
             services.zookeeper(libs, self.work_dir / "zookeeper", self.settings.zookeeper_port)
@@ -95,13 +134,27 @@ class LocalStack:
                 self.settings.zookeeper_port,
             )
         )
-        services.create_stack_topics(self.bootstrap_servers, self.settings)
-        password = self.settings.redis_password
-        secret = password.get_secret_value() if password is not None else None
-        if self.settings.redis_cluster:
-            self._start_redis_cluster(secret)
-            return
-        self._start(services.redis(self.work_dir / "redis", self.settings.redis_port, secret))
+
+    def _start_kraft(self) -> None:
+        """The nodes on consecutive ports from KAFKA_PORT, their controllers
+        CONTROLLER_PORT_OFFSET above (one node: its controller on any free port)."""
+        first = self.settings.kafka_port
+        ports = [first + index for index in range(self.kafka_nodes)]
+        controller_ports = (
+            [free_port()]
+            if self.kafka_nodes == 1
+            else [port + CONTROLLER_PORT_OFFSET for port in ports]
+        )
+        cluster = LocalKraftCluster(
+            ensure_kafka4_libs(), self.work_dir / "kafka", ports, controller_ports
+        )
+        self.kraft = cluster
+        try:
+            start_together(cluster.processes())
+        except Exception:
+            self.stop()
+            raise
+        self._started.extend(cluster.processes())
 
     def _start_redis_cluster(self, password: str | None) -> None:
         """The nodes on consecutive ports from REDIS_PORT (the one REDIS_URL names),
@@ -127,7 +180,8 @@ class LocalStack:
         apps_dir = self.work_dir / "apps"
         apps_dir.mkdir(parents=True, exist_ok=True)
         self._start(services.producer_api(apps_dir, self.api_env(), cwd=cwd))
-        self._start(services.consumer_worker(apps_dir, self.worker_env(), cwd=cwd))
+        worker_env = {**self.worker_env(), "KAFKA_GROUP_INSTANCE_ID": worker_instance_id(1)}
+        self._start(services.consumer_worker(apps_dir, worker_env, cwd=cwd))
 
     def _start(self, process: ManagedProcess) -> None:
         try:
@@ -191,9 +245,25 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything started, newest first; keep going if one stop fails."""
+        kraft_nodes = set(self.kraft.processes()) if self.kraft is not None else set()
         while self._started:
             process = self._started.pop()
+            if process in kraft_nodes:
+                # The nodes go together: one by one, the last would wait for a quorum.
+                self._started = [p for p in self._started if p not in kraft_nodes]
+                self._stop_kraft()
+                continue
             try:
+                # A process a test paused (SIGSTOP) would not see the SIGTERM.
+                resume(process)
                 process.stop()
             except Exception:
                 logger.exception("stopping %s failed", process.name)
+
+    def _stop_kraft(self) -> None:
+        if self.kraft is None:
+            return
+        try:
+            self.kraft.stop()
+        except Exception:
+            logger.exception("stopping the Kafka nodes failed")
