@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up down status test test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers bench bench-quick docs-figures lint format typecheck check clean
+.PHONY: help bootstrap venv lock up up-cluster down status test test-kafka4 test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers bench bench-quick docs-figures lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,15 +22,19 @@ lock: venv ## re-pin the whole dependency tree after editing pyproject.toml
 up: bootstrap ## run the whole system in the background (ZooKeeper, Kafka, Redis, API, worker)
 	@$(PYTHON) -m devstack up
 
-down: ## stop everything `make up` started
+up-cluster: bootstrap ## the production-shaped system: 3 Kafka 4 KRaft nodes, Redis Cluster, 2 APIs behind HAProxy, 3 workers
+	@bash scripts/fetch-haproxy.sh >/dev/null
+	@$(PYTHON) -m devstack up-cluster
+
+down: ## stop everything `make up` or `make up-cluster` started
 	@if [ -x $(PYTHON) ]; then $(PYTHON) -m devstack down; else echo "the stack is not running"; fi
 
-status: ## show what `make up` runs
+status: ## show what `make up` or `make up-cluster` runs
 	@$(PYTHON) -m devstack status
 
 test: bootstrap ## run every test against real Kafka and Redis, then the container tiers
 	$(PYTHON) -m pytest -m "not compose"
-	@$(MAKE) --no-print-directory test-cluster test-compose test-integration-containers bench-quick
+	@$(MAKE) --no-print-directory test-cluster test-kafka4 test-compose test-integration-containers bench-quick
 
 test-unit: venv ## pure-logic tests only (no services)
 	$(PYTHON) -m pytest -m unit
@@ -49,6 +53,9 @@ test-faults: bootstrap ## faults injected into real processes, and fuzzing of th
 
 test-cluster: bootstrap ## the integration and end-to-end tiers on a 3-master Redis Cluster
 	MEMTEL_TEST_REDIS=cluster $(PYTHON) -m pytest -m "integration or e2e"
+
+test-kafka4: bootstrap ## the integration tier on a Kafka 4.x KRaft broker instead of ZooKeeper and Kafka 3.9
+	MEMTEL_TEST_KAFKA=kraft $(PYTHON) -m pytest -m integration
 
 test-compose: venv ## the Compose stack built and run on a Docker engine (installs what it needs)
 	bash scripts/with-docker.sh $(PYTHON) -m pytest -m compose -o log_cli=true --durations=0 tests/compose

@@ -1,8 +1,11 @@
-"""`python -m devstack up|down|status`: the whole system on this machine, without Docker.
+"""`python -m devstack up|up-cluster|down|status`: the whole system on this machine,
+without Docker.
 
 `up` starts a supervisor process in the background and returns once every service is
 ready (or prints why one failed). The supervisor owns all the processes; `down` asks
-it to stop them, newest first, and waits until it has.
+it to stop them, newest first, and waits until it has. `up-cluster` does the same for
+the production-shaped topology (devstack/cluster_stack.py); one of the two runs at a
+time, and `down` stops either.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devstack import redis_cluster
-from devstack.jars import ensure_kafka_libs
+from devstack import cluster_status, redis_cluster
+from devstack.cluster_stack import ClusterStack, cluster_settings
+from devstack.haproxy import ensure_haproxy
+from devstack.jars import ensure_kafka4_libs, ensure_kafka_libs
 from devstack.processes import tail_of
 from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
@@ -31,6 +36,8 @@ logger = logging.getLogger("devstack")
 
 START_TIMEOUT_SECONDS = 300.0
 STOP_TIMEOUT_SECONDS = 120.0
+# What `up` runs ("default") and what `up-cluster` runs.
+TOPOLOGIES = ("default", "cluster")
 
 
 class Paths:
@@ -40,6 +47,8 @@ class Paths:
         self.state = root / "state.json"
         self.log = root / "logs" / "devstack.log"
         self.work = root / "run"
+        # Which topology the running supervisor started, for `status`.
+        self.topology = root / "topology"
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +69,7 @@ def _supervisor_pid(paths: Paths) -> int | None:
     return pid if _alive(pid) else None
 
 
-def up(settings: DevstackSettings) -> int:
+def up(settings: DevstackSettings, topology: str = "default") -> int:
     paths = Paths(settings.devstack_dir.resolve())
     pid = _supervisor_pid(paths)
     if pid is not None:
@@ -72,7 +81,10 @@ def up(settings: DevstackSettings) -> int:
     read_end, write_end = os.pipe()
     with paths.log.open("a") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "devstack", "serve", "--ready-fd", str(write_end)],
+            [
+                *(sys.executable, "-m", "devstack", "serve"),
+                *("--ready-fd", str(write_end), "--topology", topology),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -84,7 +96,10 @@ def up(settings: DevstackSettings) -> int:
         readable, _, _ = select.select([ready_pipe], [], [], START_TIMEOUT_SECONDS)
         message = ready_pipe.readline().strip() if readable else "timed out"
     if message == "ready":
-        _print_urls(paths, settings)
+        if topology == "cluster":
+            cluster_status.print_urls(paths.work, cluster_settings(settings))
+        else:
+            _print_urls(paths, settings)
         return 0
     print(f"the stack did not start: {message or 'the supervisor exited'}", file=sys.stderr)
     print(f"--- last lines of {paths.log} ---\n{tail_of(paths.log)}", file=sys.stderr)
@@ -107,7 +122,7 @@ def _print_urls(paths: Paths, settings: DevstackSettings) -> None:
 stop it with `make down`""")
 
 
-def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
+def serve(settings: DevstackSettings, ready_fd: int | None, topology: str = "default") -> int:
     """The supervisor: start everything, report readiness, restart what exits (with
     backoff, like Compose's `restart: unless-stopped`) until a stop signal."""
     paths = Paths(settings.devstack_dir.resolve())
@@ -125,8 +140,10 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
     ready = False
     try:
         # Entering starts the infrastructure; leaving stops all it started, newest first.
-        with LocalStack(settings, paths.work) as stack:
+        stack_class = ClusterStack if topology == "cluster" else LocalStack
+        with stack_class(settings, paths.work) as stack:
             stack.start_services(cwd=Path.cwd())
+            paths.topology.write_text(f"{topology}\n")
             paths.pid.write_text(f"{os.getpid()}\n")
             _write_state(paths, stack)
             _report(ready_fd, "ready")
@@ -142,6 +159,7 @@ def serve(settings: DevstackSettings, ready_fd: int | None) -> int:
     finally:
         paths.pid.unlink(missing_ok=True)
         paths.state.unlink(missing_ok=True)
+        paths.topology.unlink(missing_ok=True)
     logger.info("stack stopped")
     return 0
 
@@ -211,7 +229,11 @@ def status(settings: DevstackSettings) -> int:
     for name, info in recorded.items():
         alive = bool(info["pid"]) and _alive(info["pid"])
         healthy = healthy and alive
-        print(f"  {name:16} pid {info['pid']:<8} {'running' if alive else 'DEAD'}   {info['log']}")
+        print(f"  {name:18} pid {info['pid']:<8} {'running' if alive else 'DEAD'}   {info['log']}")
+    if _topology(paths) == "cluster":
+        settings = cluster_settings(settings)
+        for line in cluster_status.describe(paths.work, settings):
+            print(line)
     if settings.redis_cluster:
         # Roles move with failovers: asked of the nodes, not recorded at start.
         print("redis cluster (as its nodes see it):")
@@ -224,26 +246,47 @@ def status(settings: DevstackSettings) -> int:
     return 0 if healthy else 1
 
 
+def _topology(paths: Paths) -> str:
+    try:
+        return paths.topology.read_text().strip()
+    except FileNotFoundError:
+        return "default"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the whole system in the background")
+    commands.add_parser(
+        "up-cluster",
+        help="start the production-shaped system in the background (3 KRaft nodes, "
+        "Redis Cluster, APIs behind HAProxy, 3 workers)",
+    )
     commands.add_parser("down", help="stop everything `up` started")
     commands.add_parser("status", help="show what runs")
     serve_parser = commands.add_parser("serve", help="run the stack in the foreground")
     serve_parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
-    commands.add_parser("fetch-jars", help="download the Kafka jars into the cache")
+    serve_parser.add_argument("--topology", choices=TOPOLOGIES, default="default")
+    commands.add_parser("fetch-jars", help="download the Kafka jars (3.9 and 4.x) into the cache")
+    commands.add_parser("fetch-cluster-tools", help="what up-cluster needs: Kafka 4.x, HAProxy")
     args = parser.parse_args(argv)
 
     settings = DevstackSettings()
     configure_logging(settings.log_level)
     if args.command == "up":
         return up(settings)
+    if args.command == "up-cluster":
+        return up(settings, "cluster")
     if args.command == "down":
         return down(settings)
     if args.command == "status":
         return status(settings)
     if args.command == "serve":
-        return serve(settings, args.ready_fd)
+        return serve(settings, args.ready_fd, args.topology)
+    if args.command == "fetch-cluster-tools":
+        print(ensure_kafka4_libs())
+        print(ensure_haproxy())
+        return 0
     print(ensure_kafka_libs())
+    print(ensure_kafka4_libs())
     return 0

@@ -6,6 +6,9 @@ other's records, and no test touches a stack a person runs with `make up`.
 MEMTEL_TEST_REDIS=cluster (`make test-cluster`) runs the stack's Redis as a Redis
 Cluster of 3 masters and 3 replicas, and the services' settings and `redis_client`
 use it as one.
+
+MEMTEL_TEST_KAFKA=kraft (`make test-kafka4`) runs the stack's Kafka as one Kafka 4.x
+node in KRaft mode (broker and controller) instead of ZooKeeper and Kafka 3.9.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import redis.cluster
 from consumer_worker.settings import WorkerSettings
 from devstack import services
 from devstack.settings import DevstackSettings
-from devstack.stack import LocalStack
+from devstack.stack import KafkaMode, LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.redis_client import SyncRedis
 from tests.helpers import TOPIC_PARTITIONS, unique
@@ -31,6 +34,9 @@ TESTS_ROOT = Path(__file__).parent
 # The Redis the session's stack runs: "standalone" (the default) or "cluster".
 REDIS_TOPOLOGY = os.environ.get("MEMTEL_TEST_REDIS", "standalone")
 REDIS_CLUSTER = REDIS_TOPOLOGY == "cluster"
+
+# The Kafka the session's stack runs: "zookeeper" (Kafka 3.9, the default) or "kraft".
+KAFKA_MODE = os.environ.get("MEMTEL_TEST_KAFKA", "zookeeper")
 
 # A test that makes sense on one topology only carries one of these, with its reason;
 # it is skipped, with that reason, on the other.
@@ -62,18 +68,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason=f"{topology} Redis only: {reason}"))
 
 
+def _kafka_mode() -> KafkaMode:
+    modes: dict[str, KafkaMode] = {"zookeeper": "zookeeper", "kraft": "kraft"}
+    if KAFKA_MODE not in modes:
+        raise pytest.UsageError(f"MEMTEL_TEST_KAFKA is zookeeper or kraft, not {KAFKA_MODE!r}")
+    return modes[KAFKA_MODE]
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = DevstackSettings.on_free_ports(
         kafka_topic_partitions=TOPIC_PARTITIONS, redis_cluster=REDIS_CLUSTER
     )
-    backend = LocalStack
+    work_dir = tmp_path_factory.mktemp("stack")
+    local: LocalStack
     # MEMTEL_TEST_BACKEND=containers: the infrastructure in the project's images.
     if os.environ.get("MEMTEL_TEST_BACKEND", "processes") == "containers":
         from devstack.containers import ContainerStack  # imported only here: needs Docker
 
-        backend = ContainerStack
-    with backend(settings, tmp_path_factory.mktemp("stack")) as local:
+        local = ContainerStack(settings, work_dir)
+    else:
+        local = LocalStack(settings, work_dir, kafka_mode=_kafka_mode())
+    with local:
         yield local
 
 
