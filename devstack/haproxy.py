@@ -88,6 +88,9 @@ defaults
     retries {RETRIES}
     option redispatch 1
     retry-on conn-failure empty-response
+    # The whole request is read before it goes to an API: a request can only be sent
+    # again from a copy HAProxy holds (a reading is a few hundred bytes).
+    option http-buffer-request
 
 frontend api
     bind {HOST}:{port}

@@ -38,8 +38,9 @@ FORMAT_TIMEOUT_SECONDS = 120.0
 # How long the active controller waits for a broker's heartbeat before it fences the
 # broker and moves its partition leaders (Kafka's default: 9 s). At 3 s a killed
 # node's partitions have new leaders within about 4 s, inside the API's 5 s delivery
-# timeout, so a POST sent as a broker dies still gets its 200; three heartbeats in a
-# row must be missed, which a JVM pause on a loaded 2-core machine does not do.
+# timeout, so a POST sent as a broker dies nearly always still gets its 200; three
+# heartbeats in a row must be missed, which a JVM pause on a loaded 2-core machine
+# does not do.
 BROKER_SESSION_TIMEOUT_MS = 3000
 BROKER_HEARTBEAT_INTERVAL_MS = 1000
 

@@ -61,6 +61,7 @@ def test_haproxy_checks_readyz_and_retries_elsewhere(tmp_path: Path) -> None:
     assert "option httpchk GET /readyz" in lines
     assert "default-server inter 1000ms fall 2 rise 2" in lines
     assert {"retries 3", "option redispatch 1", "retry-on conn-failure empty-response"} <= lines
+    assert "option http-buffer-request" in lines
     assert "server api-1 127.0.0.1:5051 check" in lines
     assert f"server api-2{FALLBACK_SUFFIX} 127.0.0.1:5052 backup" in lines
     assert "bind 127.0.0.1:5050" in lines
