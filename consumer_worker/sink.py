@@ -7,7 +7,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+import redis.cluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from telemetry_common.layout import partition_keys, placements_key
 from telemetry_common.partitioning import Placement
@@ -91,6 +93,21 @@ class RedisSink:
         ]
         return sum(StoreBatchResult.from_reply(reply).written for reply in self._run_scripts(calls))
 
+    def _queue_script(self, pipe: Any, keys: list[str], args: list[str | int]) -> None:
+        if not isinstance(self._client, redis.cluster.RedisCluster):
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            return
+        # redis-py's cluster pipeline refuses evalsha(). A plain EVALSHA it would route by
+        # asking its default node for the keys (COMMAND GETKEYS with every argument: a
+        # second round trip carrying the batch, and one that keeps failing once that
+        # node is dead, as the failure does not refresh the slot map). Told the node
+        # (every key is in the partition's slot), it sends the call to it directly, and
+        # a node found dead makes it reload the slot map for the retry.
+        node = self._client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
+        pipe.execute_command(
+            "EVALSHA", self._script.sha, len(keys), *keys, *args, target_nodes=node
+        )
+
     def built_offsets(self, partitions: Sequence[int]) -> dict[int, int | None]:
         """How far the view is built from each partition (None: not at all)."""
         if not partitions:
@@ -119,10 +136,16 @@ class RedisSink:
             return self._pipelined(calls)
 
     def _pipelined(self, calls: Sequence[tuple[list[str], list[str | int]]]) -> list[Any]:
-        with self._client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    self._queue_script(pipe, keys, args)
+                replies = pipe.execute(raise_on_error=False)
+        except RedisClusterException as exc:
+            # redis-py's cluster client raises this, which is no RedisError, when no node
+            # it knows serves every slot (a master and its replicas lost): Redis is away
+            # for now, and the worker retries.
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
         errors = [reply for reply in replies if isinstance(reply, Exception)]
         if any(isinstance(error, NoScriptError) for error in errors):
             raise NoScriptError("the batch script is not loaded")

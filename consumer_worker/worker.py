@@ -151,6 +151,7 @@ class ConsumerWorker:
         # The topic's partition counts seen, and the placements already noted in Redis.
         self._partition_counts: set[int] = set()
         self._placements_noted: set[Placement] = set()
+        self._partition_count_due = False
         self._heartbeat = Heartbeat(settings.worker_health_file)
         self.metrics = WorkerMetrics(CollectorRegistry())
         self._metrics_server = MetricsServer(self.metrics.registry, self.health)
@@ -304,6 +305,9 @@ class ConsumerWorker:
         records in it from before the seek: they are left out, and the partitions sought
         there again, so that they are read once more from where the view is built.
         """
+        if self._partition_count_due:
+            self._partition_count_due = False
+            self._note_partition_count()
         sought = {p for p in self._sought if (self._topic, p) in batch.next_offsets}
         if sought:
             batch = _without_partitions(batch, sought)
@@ -607,7 +611,10 @@ class ConsumerWorker:
         # While Redis cannot be read the partitions are in neither the consumer's
         # assignment nor the view: the lag still counts them, from the group's commits.
         self._assigning = numbers
-        self._note_partition_count()
+        # Noted before the partitions' records are written, but not from here: a call
+        # into the client that waits for the broker inside a rebalance callback breaks
+        # confluent-kafka's bookkeeping of the callback (it aborts the process).
+        self._partition_count_due = True
         try:
             built = self._until_done(
                 lambda: self._sink.built_offsets(numbers),
@@ -661,9 +668,11 @@ class ConsumerWorker:
         )
 
     def _note_partition_count(self) -> None:
-        """Note the topic's partition count in Redis, once per count: the API finds a
-        machine under every count the topic has had. Best effort: the next assignment
-        or view check tries again."""
+        """Note the topic's partition count in Redis: the API finds a machine under
+        every count the topic has had. At every assignment and view check, not once: the
+        set may have been lost with the rest of Redis, or with the Redis Cluster shard
+        that held it, and the API finds no machine without it. Best effort: the next
+        assignment or view check tries again."""
         try:
             metadata = self._consumer.list_topics(self._topic, timeout=_METADATA_TIMEOUT_SECONDS)
             count = len(metadata.topics[self._topic].partitions)
@@ -672,7 +681,7 @@ class ConsumerWorker:
             return
         if count > 0:
             self._partition_counts.add(count)
-            self._note_placement(Placement(PARTITIONER, count))
+            self._note_placement(Placement(PARTITIONER, count), again=True)
 
     def _note_placements_of(self, readings: Sequence[ReadingWrite]) -> None:
         """Note how the first reading of each partition in a batch was placed, when that
@@ -699,16 +708,18 @@ class ConsumerWorker:
             elif placement.partitioner != PARTITIONER:
                 self._note_placement(placement)
 
-    def _note_placement(self, placement: Placement) -> None:
-        if placement in self._placements_noted:
+    def _note_placement(self, placement: Placement, *, again: bool = False) -> None:
+        """Add the placement to Redis's set; unless `again`, only if not noted before."""
+        if placement in self._placements_noted and not again:
             return
         try:
             self._sink.note_placement(placement)
         except RedisError as exc:
             logger.warning("cannot note the topic's placement %s in Redis: %s", placement, exc)
             return
+        if placement not in self._placements_noted:
+            logger.info("the topic's records are placed by %s", placement.encode())
         self._placements_noted.add(placement)
-        logger.info("the topic's records are placed by %s", placement.encode())
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:

@@ -417,13 +417,17 @@ class LocalRedisCluster:
         given. The data of those slots is gone: the worker rebuilds it from Kafka."""
         running = self.running()
         current = {node.node_id for node in running}
-        for view in self.view():
+        # Every running node's view, not one: a node just restarted empty may not have
+        # learnt the whole slot map yet, and its view alone would make slots that are
+        # served look lost (CLUSTER ADDSLOTSRANGE then fails: "already busy").
+        views = self._all_views(running)
+        for view in views:
             if view.failed and view.node_id not in current:
                 self._forget_everywhere(view.node_id, running)
         served = {
             slot
-            for view in self.view()
-            if view.is_master and not view.failed
+            for view in views
+            if view.is_master and not view.failed and view.node_id in current
             for first, last in view.slots
             for slot in range(first, last + 1)
         }
@@ -439,6 +443,14 @@ class LocalRedisCluster:
         # A new, highest config epoch: its claim wins over any stale one still gossiped.
         self._command(target, "CLUSTER", "BUMPEPOCH")
         return lost
+
+    def _all_views(self, nodes: Sequence[ClusterNode]) -> list[NodeView]:
+        """CLUSTER NODES as each of `nodes` that answers sees it, one list."""
+        views: list[NodeView] = []
+        for node in nodes:
+            with contextlib.suppress(redis.RedisError):
+                views += self.cluster_nodes(node)
+        return views
 
     def _forget_everywhere(self, node_id: str, nodes: Sequence[ClusterNode]) -> None:
         if not node_id:

@@ -27,7 +27,7 @@ from producer_api.routes import health, readings
 from producer_api.settings import ProducerSettings
 from producer_api.store import ReadingStore
 from telemetry_common.logs import configure_logging
-from telemetry_common.redis_client import create_async_redis
+from telemetry_common.redis_client import create_async_redis, discover_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def create_app(
         _log_access_rules(app_settings)
         publisher = build_publisher(app_settings)
         redis_client = create_async_redis(app_settings)
+        await discover_cluster(redis_client, app_settings.redis_deadline_seconds)
         try:
             yield {
                 "settings": app_settings,

@@ -26,7 +26,8 @@ import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
-from redis.exceptions import NoPermissionError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, RedisClusterException
 
 from telemetry_common.layout import LEGACY_KEYS, PartitionKeys, partition_keys, placements_key
 from telemetry_common.partitioning import Placement, candidate_partitions
@@ -77,6 +78,16 @@ class ReadingStore:
             # Only the deadline raises the built-in TimeoutError here: redis-py reports
             # its own socket timeouts as redis.exceptions.TimeoutError, a RedisError.
             raise RedisDeadlineExceededError(self._deadline_seconds) from exc
+        except RedisClusterException as exc:
+            # No RedisError: redis-py's cluster client raises it when no node it knows
+            # gives it a complete slot map (a failover, slots nobody serves).
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+        except (AttributeError, RuntimeError) as exc:
+            # When redis-py's asyncio cluster client fails to reload the slot map during a
+            # failover, it closes every node's connections, also those that concurrent
+            # calls are using; these then fail with such errors from the closed socket
+            # (measured: a few to some fifty answers per failover), not a RedisError.
+            raise RedisConnectionError(f"Redis connection closed under the call: {exc!r}") from exc
 
     async def _layout(self) -> tuple[tuple[Placement, ...], bool]:
         """The topic's placements, and whether the older layout is still there."""
@@ -85,8 +96,12 @@ class ReadingStore:
         stale = time.monotonic() - self._layout_read_at >= _LAYOUT_REFRESH_SECONDS
         if stale or not self._placements:
             noted = await self._within_deadline(self._client.smembers(placements_key(self._topic)))
-            placements = (Placement.decode(str(text)) for text in noted)
-            self._placements = tuple(sorted(p for p in placements if p is not None))
+            decoded = (Placement.decode(str(text)) for text in noted)
+            placements = {p for p in decoded if p is not None}
+            # Kept, not replaced: a topic's placements only grow (Kafka only adds
+            # partitions), and a set lost with a Redis Cluster shard (until the worker
+            # notes it again) must not make every machine look absent.
+            self._placements = tuple(sorted({*self._placements, *placements}))
             self._legacy = await self._legacy_present()
             self._layout_read_at = time.monotonic()
         return self._placements, self._legacy
@@ -117,6 +132,10 @@ class ReadingStore:
         sources = await self._sources_of(machine_id)
         if not sources:
             return None
+        if len(sources) == 1:
+            # The usual case, without a pipeline's own cost.
+            raw = await self._within_deadline(self._client.hgetall(sources[0].latest(machine_id)))
+            return _stored_reading(machine_id, raw)
         async with self._client.pipeline(transaction=False) as pipe:
             for keys in sources:
                 pipe.hgetall(keys.latest(machine_id))

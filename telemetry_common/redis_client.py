@@ -11,6 +11,8 @@ batch with backoff, the API answers 503.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, TypeAlias
 
 import redis
@@ -19,10 +21,12 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry as SyncRetry
 
 from telemetry_common.settings import RedisSettings
+
+logger = logging.getLogger(__name__)
 
 # What the services annotate their clients with: either topology, one set of commands.
 SyncRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
@@ -116,3 +120,21 @@ def create_async_redis_cluster(settings: RedisSettings) -> redis.asyncio.cluster
         retry=AsyncRetry(_backoff(), _CLUSTER_RETRIES),
         **_client_options(settings),
     )
+
+
+async def discover_cluster(client: AsyncRedis, timeout_seconds: float) -> None:
+    """Load an asyncio cluster client's slot map now rather than at its first call.
+
+    Until it has, the client knows only the node REDIS_URL names: if that node dies
+    first (its master failed over), the client can never reach the cluster. Once
+    loaded, it knows every node and reloads the map from any that answers. Best effort:
+    a cluster that does not answer now is loaded at the first call, as before. Nothing
+    to do for a standalone client.
+    """
+    if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.initialize()
+    except (TimeoutError, RedisError, RedisClusterException) as exc:
+        logger.warning("Redis Cluster's slot map not loaded at startup: %s", exc)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -200,6 +200,18 @@ async def api_client(settings: ProducerSettings) -> AsyncIterator[httpx.AsyncCli
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+def settings_like(base: ProducerSettings, **changes: Any) -> ProducerSettings:
+    """`base`'s connections with `changes`, read and checked as the service reads them."""
+    return ProducerSettings(
+        _env_file=None,
+        kafka_bootstrap_servers=base.kafka_bootstrap_servers,
+        kafka_topic=base.kafka_topic,
+        redis_url=base.redis_url,
+        redis_cluster=base.redis_cluster,
+        **changes,
+    )
 
 
 def machine_keys(machine_id: str, partitions: int = TOPIC_PARTITIONS) -> PartitionKeys:

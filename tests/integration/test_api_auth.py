@@ -17,7 +17,15 @@ from redis import Redis
 from consumer_worker.settings import WorkerSettings
 from producer_api.routes import readings
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, machine_keys, running_worker, unique, wait_until
+from tests.helpers import (
+    READING,
+    api_client,
+    machine_keys,
+    running_worker,
+    settings_like,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -25,17 +33,6 @@ KEY = "k3y-for-the-writers-0123456789"
 OTHER_KEY = "another-key-0123456789abcdef"
 HASHED_KEY = "a-key-stored-only-as-its-hash-42"
 WRONG_KEY = "not-a-key-of-this-api-000000000"
-
-
-def settings_like(base: ProducerSettings, **changes: Any) -> ProducerSettings:
-    """`base`'s connections with `changes`, read and checked as the service reads them."""
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=base.kafka_bootstrap_servers,
-        kafka_topic=base.kafka_topic,
-        redis_url=base.redis_url,
-        **changes,
-    )
 
 
 def with_keys(base: ProducerSettings, **changes: Any) -> ProducerSettings:

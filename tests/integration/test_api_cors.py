@@ -3,29 +3,17 @@ may call the API (preflight included), fast-path answers and API keys included."
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from pydantic import SecretStr
 
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, unique
+from tests.helpers import READING, api_client, settings_like, unique
 
 pytestmark = pytest.mark.anyio
 
 DASHBOARD = "https://dashboard.example.com"
 ELSEWHERE = "https://elsewhere.example.org"
 API_KEY = "a-key-for-the-dashboard-000000"
-
-
-def settings_like(base: ProducerSettings, **changes: Any) -> ProducerSettings:
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=base.kafka_bootstrap_servers,
-        kafka_topic=base.kafka_topic,
-        redis_url=base.redis_url,
-        **changes,
-    )
 
 
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:

@@ -128,6 +128,8 @@ async def test_json_logs_carry_request_ids_and_never_a_secret(
         "API_PORT": str(api_port),
         "API_WORKERS": "2",
         "REDIS_URL": f"redis://{services.HOST}:{redis_port}/0",
+        # A Redis of the test's own: standalone, whatever the session runs on.
+        "REDIS_CLUSTER": "false",
         "REDIS_PASSWORD": REDIS_PASSWORD,
         "REDIS_TIMEOUT_SECONDS": "0.5",
         "REDIS_DEADLINE_SECONDS": "1",

@@ -78,6 +78,8 @@ def secure_env(secure_redis: SecureRedis, topic: str) -> dict[str, str]:
         "KAFKA_TOPIC": topic,
         "KAFKA_CONSUMER_GROUP": unique("writers"),
         "REDIS_URL": secure_redis.url,
+        # A Redis of the test's own: standalone, whatever the session runs on.
+        "REDIS_CLUSTER": "false",
         "REDIS_USERNAME": USER,
         "REDIS_PASSWORD": secure_redis.password,
         "REDIS_TLS_CA_FILE": str(secure_redis.ca.certificate),

@@ -143,7 +143,12 @@ def test_while_redis_is_down_nothing_is_committed_and_nothing_lost(
     port = free_port()
     redis_process = services.redis(tmp_path / "redis", port)
     settings = worker_settings.model_copy(
-        update={"redis_url": f"redis://127.0.0.1:{port}/0", "redis_timeout_seconds": 0.5}
+        update={
+            "redis_url": f"redis://127.0.0.1:{port}/0",
+            # A Redis of the test's own: standalone, whatever the session runs on.
+            "redis_cluster": False,
+            "redis_timeout_seconds": 0.5,
+        }
     )
     machine_id = unique("m")
     redis_process.start()

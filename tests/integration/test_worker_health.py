@@ -88,6 +88,8 @@ def test_a_worker_stuck_behind_on_redis_shows_its_lag_and_is_unhealthy_until_red
     settings = worker_settings.model_copy(
         update={
             "redis_url": f"redis://127.0.0.1:{port}/0",
+            # A Redis of the test's own: standalone, whatever the session runs on.
+            "redis_cluster": False,
             "redis_timeout_seconds": 0.5,
             "worker_retry_max_backoff_seconds": 0.5,
             "worker_stall_seconds": STALL_SECONDS,

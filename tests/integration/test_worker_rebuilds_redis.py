@@ -85,6 +85,8 @@ def test_redis_replaced_by_an_empty_instance_is_rebuilt_by_the_next_write(
     settings = worker_settings.model_copy(
         update={
             "redis_url": f"redis://127.0.0.1:{port}/0",
+            # A Redis of the test's own: standalone, whatever the session runs on.
+            "redis_cluster": False,
             "redis_timeout_seconds": 0.5,
             "worker_retry_max_backoff_seconds": 0.5,
             "worker_view_check_interval_seconds": 3600,
