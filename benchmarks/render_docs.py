@@ -164,6 +164,23 @@ FAULT_SCENARIOS: dict[str, str] = {
 }
 
 
+# The Redis Cluster scenarios (tests/faults/test_redis_cluster_faults.py): a table of
+# their own, in reliability.md's Redis Cluster section, with what GET answered and what
+# the worker replayed.
+REDIS_CLUSTER_FAULT_SCENARIOS: dict[str, str] = {
+    "redis_cluster_master_sigkill": (
+        "A master SIGKILLed mid-stream, twice: its replica in sync, then behind "
+        "(replication cut just before)"
+    ),
+    "redis_cluster_shard_lost": (
+        "A master and its replica SIGKILLed, started again empty, their slots given back"
+    ),
+    "redis_cluster_reads_during_failover": (
+        "A master SIGKILLed while every client GETs its machine after each POST"
+    ),
+}
+
+
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -199,7 +216,11 @@ def _fault_row(number: int, name: str, figures: dict[str, Any]) -> str:
 
 
 def render_fault_scenarios(results: dict[str, Any]) -> str:
-    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    scenarios: dict[str, dict[str, Any]] = {
+        name: scenario
+        for name, scenario in results["scenarios"].items()
+        if name not in REDIS_CLUSTER_FAULT_SCENARIOS
+    }
     known = [name for name in FAULT_SCENARIOS if name in scenarios]
     order = known + sorted(name for name in scenarios if name not in FAULT_SCENARIOS)
     lines = [
@@ -213,6 +234,88 @@ def render_fault_scenarios(results: dict[str, Any]) -> str:
         _fault_row(number, name, scenarios[name]["figures"])
         for number, name in enumerate(order, start=1)
     ]
+    return "\n".join(lines)
+
+
+def _gets(figures: dict[str, Any]) -> str:
+    reads = figures.get("reads")
+    if not reads:
+        return "-"
+    statuses = reads["statuses"]
+    answers = ", ".join(f"{code}: {n:,}" for code, n in statuses.items())
+    errors = "".join(f", no answer ({e}): {n}" for e, n in reads["transport_errors"].items())
+    return (
+        f"{answers}{errors}; {reads['answers_over_bound']} over {reads['bound_seconds']:g} s "
+        f"(slowest {reads['slowest_answer_seconds']:.3f} s); "
+        f"{reads['older_than_served_before']} older than served before"
+    )
+
+
+def _behind_and_replays(figures: dict[str, Any]) -> str:
+    def one(kill: dict[str, Any]) -> str:
+        behind = kill["replica_behind_master"]
+        lacked = (
+            f"replica lacked {_count(sum(behind.values()), 'offset')} of "
+            f"{_count(len(behind), 'partition')}"
+            if behind
+            else "replica had every write"
+        )
+        return f"{lacked}, {_count(int(kill['view_replays']), 'replay')}"
+
+    if "kills" in figures:
+        return "; ".join(
+            f"{name.replace('_', ' ')}: {one(kill)}" for name, kill in figures["kills"].items()
+        )
+    if "replica_behind_master" in figures:
+        return one(figures)
+    replays = figures.get("replays_logged") or []
+    from_start = sum(1 for _, found, _ in replays if found is None)
+    return f"{_count(len(replays), 'partition')} replayed, {from_start} from the beginning"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _cluster_recovery(figures: dict[str, Any]) -> str:
+    recovery = figures.get("recovery_seconds")
+    if isinstance(recovery, dict):
+        recovery = {name.replace("_", " "): seconds for name, seconds in recovery.items()}
+    text = _recovery(recovery)
+    if "rebuild_seconds" in figures:
+        text += (
+            f" (slots served again after {_seconds(figures['slots_served_again_seconds'])}, "
+            f"rebuilt {_seconds(figures['rebuild_seconds'])} later)"
+        )
+    return text
+
+
+def render_redis_cluster_fault_scenarios(results: dict[str, Any]) -> str:
+    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    order = [name for name in REDIS_CLUSTER_FAULT_SCENARIOS if name in scenarios]
+    if not order:
+        return "No run recorded yet."
+    lines = [
+        stamp_line([scenarios[name]["stamp"] for name in order]),
+        "",
+        "| Scenario | Sent | Acknowledged | 503 | POSTs over the bound (slowest answer) "
+        "| GET answers | Lost | Replica behind, replays | Time to recover |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for number, name in enumerate(order, start=1):
+        figures = scenarios[name]["figures"]
+        cells = [
+            f"{number}. {REDIS_CLUSTER_FAULT_SCENARIOS[name]}",
+            f"{figures['sent']:,}",
+            f"{figures['acknowledged']:,}",
+            f"{figures['status_503']:,}",
+            f"{figures['answers_over_bound']} (slowest {figures['slowest_answer_seconds']:.3f} s)",
+            _gets(figures),
+            f"**{figures['lost']}**",
+            _behind_and_replays(figures),
+            _cluster_recovery(figures),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -243,6 +346,12 @@ FIGURE_SETS: tuple[FigureSet, ...] = (
     FigureSet("bench-stages", ROOT / "docs" / "benchmarks.md", BENCH_RESULTS, render_bench_stages),
     FigureSet(
         "fault-scenarios", ROOT / "docs" / "reliability.md", FAULT_RESULTS, render_fault_scenarios
+    ),
+    FigureSet(
+        "redis-cluster-fault-scenarios",
+        ROOT / "docs" / "reliability.md",
+        FAULT_RESULTS,
+        render_redis_cluster_fault_scenarios,
     ),
 )
 

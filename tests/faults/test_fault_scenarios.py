@@ -17,49 +17,20 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.faults.stream import ReadingStream, report, verify
+from tests.faults.stream import ReadingStream, assert_nothing_lost, report, verify
 from tests.faults.system import (
     POST_BOUND_SECONDS,
-    FaultSystem,
+    PROBE_USED,
     empty_redis_data,
     fault_system,
     hold,
     kill,
     three_broker_system,
+    time_until_fresh,
 )
-from tests.helpers import consume_all, produce, reading, unique, wait_until
+from tests.helpers import consume_all, produce, reading
 
 pytestmark = pytest.mark.timeout(900)
-
-# A probe reading carries a `used` value no streamed reading has.
-_PROBE_USED = 9_999
-
-
-def time_until_fresh(system: FaultSystem, since: float, timeout: float = 60.0) -> float:
-    """Seconds from `since` until a reading posted now is served by GET."""
-    machine_id = unique("probe")
-    with httpx.Client(base_url=system.api_url, timeout=POST_BOUND_SECONDS * 2) as client:
-
-        def posted() -> bool:
-            answer = client.post(f"/cpu-info/{machine_id}", json=reading(used=_PROBE_USED))
-            return answer.status_code == 200
-
-        wait_until(posted, timeout, "a POST acknowledged", interval=0.2)
-
-        def served() -> bool:
-            answer = client.get(f"/cpu-info/{machine_id}")
-            return answer.status_code == 200 and answer.json()[machine_id]["used"] == _PROBE_USED
-
-        wait_until(served, timeout, "the probe reading served", interval=0.05)
-    return round(time.monotonic() - since, 2)
-
-
-def assert_nothing_lost(figures: dict[str, object]) -> None:
-    assert figures["lost"] == 0, figures
-    # A request without an answer (a transport error) is counted as not acknowledged,
-    # like a 503, and reported; the reading it carried is then not owed by the system.
-    # Every answer, 200 or 503, comes within the bound the API promises.
-    assert figures["answers_over_bound"] == 0, figures
 
 
 def test_worker_sigkilled_three_times(tmp_path: Path) -> None:
@@ -140,7 +111,7 @@ def test_broker_sigkilled_for_fifteen_seconds(tmp_path: Path) -> None:
         # Nothing was restarted but the broker: the API and the worker carry on.
         with httpx.Client(base_url=system.api_url, timeout=POST_BOUND_SECONDS) as client:
             after = [
-                client.post(f"/cpu-info/{m}", json=reading(used=_PROBE_USED)).status_code
+                client.post(f"/cpu-info/{m}", json=reading(used=PROBE_USED)).status_code
                 for m in stream.machine_ids[:50]
             ]
         figures = report(

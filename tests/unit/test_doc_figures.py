@@ -91,6 +91,47 @@ def test_each_fault_scenario_is_a_row_in_the_docs_order() -> None:
     assert "| 0 (slowest 5.912 s) |" in second
 
 
+def test_the_redis_cluster_scenarios_have_a_table_of_their_own() -> None:
+    cluster = fault_figures(
+        scenario="redis_cluster_shard_lost",
+        status_503=0,
+        recovery_seconds=3.25,
+        slots_served_again_seconds=2.17,
+        rebuild_seconds=1.08,
+        replays_logged=[[0, None, 630], [3, None, 600]],
+    )
+    reads = fault_figures(
+        scenario="redis_cluster_reads_during_failover",
+        reads={
+            "statuses": {"200": 4823, "503": 177},
+            "transport_errors": {},
+            "answers_over_bound": 0,
+            "bound_seconds": 3.5,
+            "slowest_answer_seconds": 2.013,
+            "older_than_served_before": 0,
+        },
+        replica_behind_master={"0": 5},
+        view_replays=1.0,
+    )
+    results = {
+        "scenarios": {
+            "broker_sigkill_15s": {"stamp": STAMP, "figures": fault_figures()},
+            "redis_cluster_reads_during_failover": {"stamp": STAMP, "figures": reads},
+            "redis_cluster_shard_lost": {"stamp": STAMP, "figures": cluster},
+        }
+    }
+    assert "redis_cluster" not in render_docs.render_fault_scenarios(results)
+    assert "SIGKILLed, started again empty" not in render_docs.render_fault_scenarios(results)
+    first, second = render_docs.render_redis_cluster_fault_scenarios(results).splitlines()[-2:]
+    assert first.startswith("| 1. A master and its replica SIGKILLed")
+    assert first.endswith(
+        "| 2 partitions replayed, 2 from the beginning "
+        "| 3.25 s (slots served again after 2.17 s, rebuilt 1.08 s later) |"
+    )
+    assert "| 200: 4,823, 503: 177; 0 over 3.5 s (slowest 2.013 s); 0 older" in second
+    assert "| replica lacked 5 offsets of 1 partition, 1 replay |" in second
+
+
 def test_rendering_replaces_only_the_text_between_the_markers(tmp_path: Path) -> None:
     doc, results = tmp_path / "doc.md", tmp_path / "bench.json"
     rows = render_docs.rows_of_markdown_table(TABLE)
