@@ -118,6 +118,14 @@ class RedisSink:
             values = pipe.execute()
         return {p: parse_built_offset(v) for p, v in zip(partitions, values, strict=True)}
 
+    def placements(self) -> list[Placement]:
+        """The placements noted in Redis (those this version knows)."""
+        noted = (
+            Placement.decode(str(text))
+            for text in self._client.smembers(placements_key(self._topic))
+        )
+        return [p for p in noted if p is not None]
+
     def note_placement(self, placement: Placement) -> None:
         """Note how some of the topic's records are placed (the API finds machines under
         every placement noted: each partition count the topic has had, and the

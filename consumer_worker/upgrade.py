@@ -31,18 +31,18 @@ from telemetry_common.layout import (
     LEGACY_NAMESPACE,
     legacy_built_key,
     partition_keys,
-    placements_key,
 )
 from telemetry_common.logs import configure_logging
-from telemetry_common.partitioning import Placement, placement_of_record
+from telemetry_common.partitioning import placement_of_record
 from telemetry_common.redis_client import SyncRedis, create_sync_redis
 from telemetry_common.settings import settings_or_exit
 from telemetry_common.storage import DamagedStoredReadingError, StoredReading, parse_built_offset
 
 logger = logging.getLogger("consumer_worker.upgrade")
 
-# Keys deleted per call.
+# Keys deleted per call, and readings copied per script call.
 _DELETE_CHUNK = 500
+_PUT_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,8 @@ def copy_missing_readings(client: SyncRedis, sink: RedisSink, topic: str) -> int
     """Put each older latest reading the new layout lacks (or holds an older one of)
     in place, under its own partition, and note its placement so that the API finds it;
     return how many were copied."""
-    counts = sorted(
-        {p.partition_count for p in _placements(client, topic)} | {_partition_count(client)}
-    )
+    # The counts the worker noted (the new layout is built: it noted every count it met).
+    counts = sorted({p.partition_count for p in sink.placements()})
     missing: list[StoredReading] = []
     for key in _legacy_keys(client, f"{LEGACY_KEYS.latest_prefix}*"):
         machine_id = key.removeprefix(LEGACY_KEYS.latest_prefix)
@@ -104,7 +103,8 @@ def copy_missing_readings(client: SyncRedis, sink: RedisSink, topic: str) -> int
             )
         else:
             sink.note_placement(placement)
-    return sink.put(missing) if missing else 0
+    # In chunks: one script call holds its master for the whole chunk.
+    return sum(sink.put(missing[i : i + _PUT_CHUNK]) for i in range(0, len(missing), _PUT_CHUNK))
 
 
 def delete_legacy_keys(client: SyncRedis) -> int:
@@ -128,21 +128,6 @@ def _legacy_keys(client: SyncRedis, pattern: str) -> Iterator[str]:
 
 def _any_legacy_key(client: SyncRedis) -> bool:
     return next(_legacy_keys(client, f"{LEGACY_NAMESPACE}:*"), None) is not None
-
-
-def _placements(client: SyncRedis, topic: str) -> list[Placement]:
-    noted = (Placement.decode(str(text)) for text in client.smembers(placements_key(topic)))
-    return [p for p in noted if p is not None]
-
-
-def _partition_count(client: SyncRedis) -> int:
-    """The partition count the older layout's readings say the topic had at least."""
-    highest = 0
-    for key in _legacy_keys(client, f"{LEGACY_KEYS.latest_prefix}*"):
-        partition = client.hget(key, "partition")
-        if partition is not None and str(partition).isdigit():
-            highest = max(highest, int(str(partition)))
-    return highest + 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "status":
             return 0
+        if not status.legacy_built:
+            print(
+                f"not finished: {LEGACY_NAMESPACE} holds no built offsets of group {group} "
+                f"and topic {topic}: are KAFKA_CONSUMER_GROUP and KAFKA_TOPIC the older "
+                "worker's?",
+                file=sys.stderr,
+            )
+            return 1
         if status.behind:
             print(
                 f"not finished: {len(status.behind)} partition(s) not yet built as far as "

@@ -218,7 +218,9 @@ class ConsumerWorker:
                 self._sought.clear()
                 batch = self._next_batch()
                 self._finish_write()
-                if batch is not None:
+                # Once stopping, a write given up above may have left a partition's
+                # expectation unmet: nothing more is sent that could build on it.
+                if batch is not None and not self._stop.is_set():
                     self._process(batch)
                 self._commit(self._pending_commits.due(), asynchronous=True)
         finally:
@@ -308,7 +310,11 @@ class ConsumerWorker:
         if self._partition_count_due:
             self._partition_count_due = False
             self._note_partition_count()
-        sought = {p for p in self._sought if (self._topic, p) in batch.next_offsets}
+        sought = {
+            p
+            for p in self._sought
+            if (self._topic, p) in batch.next_offsets and p in self._view_built_to
+        }
         if sought:
             batch = _without_partitions(batch, sought)
             for partition in sought:
@@ -356,6 +362,10 @@ class ConsumerWorker:
                 self.metrics.redis_failures.labels("write"),
             )
         if results is None:
+            # Given up (stopping): what Redis holds of these partitions is unknown, so
+            # no later write may build on what this worker expected of them.
+            for partition in pending.writes:
+                self._view_built_to.pop(partition, None)
             return
         self._count_outcome(pending.batch, pending.writes, results)
         out_of_step = {p: r.built_in_redis for p, r in results.items() if not r.in_step}
@@ -674,14 +684,25 @@ class ConsumerWorker:
         that held it, and the API finds no machine without it. Best effort: the next
         assignment or view check tries again."""
         try:
+            # The counts the topic had before this process started, as noted then.
+            for placement in self._sink.placements():
+                self._partition_counts.add(placement.partition_count)
+                self._placements_noted.add(placement)
+        except RedisError as exc:
+            logger.warning("cannot read the topic's placements in Redis: %s", exc)
+        try:
             metadata = self._consumer.list_topics(self._topic, timeout=_METADATA_TIMEOUT_SECONDS)
             count = len(metadata.topics[self._topic].partitions)
         except (KafkaException, KeyError) as exc:
             logger.warning("cannot read the topic's partition count: %s", exc)
-            return
+            count = 0
         if count > 0:
             self._partition_counts.add(count)
-            self._note_placement(Placement(PARTITIONER, count), again=True)
+            self._placements_noted.add(Placement(PARTITIONER, count))
+        # Every placement known, again: the set may have been lost with the rest of
+        # Redis (or with the cluster shard that held it).
+        for placement in sorted(self._placements_noted):
+            self._note_placement(placement, again=True)
 
     def _note_placements_of(self, readings: Sequence[ReadingWrite]) -> None:
         """Note how the first reading of each partition in a batch was placed, when that
@@ -717,13 +738,14 @@ class ConsumerWorker:
         except RedisError as exc:
             logger.warning("cannot note the topic's placement %s in Redis: %s", placement, exc)
             return
-        if placement not in self._placements_noted:
+        if not again:
             logger.info("the topic's records are placed by %s", placement.encode())
         self._placements_noted.add(placement)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._view_built_to.pop(p.partition, None)
+            self._sought.discard(p.partition)
         self._pending_commits.forget(p.partition for p in partitions)
         self._lag.forget(p.partition for p in partitions)
 

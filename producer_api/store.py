@@ -178,7 +178,10 @@ class ReadingStore:
             for entry_id, fields in reply or []
         ]
         if len(sources) > 1:
-            entries.sort(key=lambda entry: _id_order(entry.entry_id), reverse=True)
+            # The same record can be in two sources (the older layout's copy during an
+            # upgrade): the first source's, this layout's, is kept.
+            unique = {(e.entry_id, e.partition, e.offset): e for e in reversed(entries)}
+            entries = sorted(unique.values(), key=lambda e: _id_order(e.entry_id), reverse=True)
         return entries[:count]
 
     async def machine_known(self, machine_id: str) -> bool:
@@ -301,9 +304,10 @@ class ReadingStore:
     ) -> dict[str, int]:
         """The latest last-seen time of each of `machines` that more than one source can
         hold (only when partitions were added, or during an upgrade)."""
-        if len(sources) == 1 or not machines:
-            return {}
         placements, legacy = await self._layout()
+        if (len(placements) <= 1 and not legacy) or not machines:
+            # Each machine is in one source only.
+            return {}
         holders: dict[PartitionKeys, list[str]] = {}
         for machine in dict.fromkeys(machines):
             candidates = [partition_keys(p) for p in candidate_partitions(machine, placements)]

@@ -48,7 +48,8 @@ SLOT_CELLS: Final = len(SLOT_CELL_ORDER)
 _CELL_MARGIN: Final = 8
 
 
-@functools.cache
+# Bounded: a read-your-writes token names a partition the client chooses.
+@functools.lru_cache(maxsize=4096)
 def partition_tag(partition: int) -> str:
     """The hash tag of partition `partition`'s keys (without the braces).
 
@@ -103,7 +104,7 @@ class PartitionKeys:
         return f"{self.prefix}built:{consumer_group}:{topic}"
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def partition_keys(partition: int) -> PartitionKeys:
     return PartitionKeys(partition, f"{REDIS_KEY_NAMESPACE}:{{{partition_tag(partition)}}}:")
 
