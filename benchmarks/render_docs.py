@@ -181,6 +181,24 @@ REDIS_CLUSTER_FAULT_SCENARIOS: dict[str, str] = {
 }
 
 
+# The scenarios on the production-shaped topology (tests/faults/test_topology_faults.py):
+# a table of their own, in reliability.md's section on that topology, with what each
+# scenario measured beside the figures every scenario has.
+TOPOLOGY_FAULT_SCENARIOS: dict[str, str] = {
+    "topology_leader_sigkill": "The leader of the busiest partitions SIGKILLed mid-stream",
+    "topology_two_brokers_sigkill_15s": (
+        "Two of the three brokers SIGKILLed for 15 s (the active controller among them)"
+    ),
+    "topology_broker_sigstop_20s": "A broker frozen (SIGSTOP) for 20 s, then resumed",
+    "topology_api_sigkill": "An API SIGKILLed behind HAProxy mid-stream, restarted later",
+    "topology_worker_sigkill_sigterm": (
+        "A worker SIGKILLed, then another SIGTERMed (a rolling restart), each started "
+        "again under its instance id"
+    ),
+    "topology_redis_master_sigkill": "A Redis Cluster master SIGKILLed mid-stream",
+}
+
+
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
@@ -219,7 +237,7 @@ def render_fault_scenarios(results: dict[str, Any]) -> str:
     scenarios: dict[str, dict[str, Any]] = {
         name: scenario
         for name, scenario in results["scenarios"].items()
-        if name not in REDIS_CLUSTER_FAULT_SCENARIOS
+        if name not in REDIS_CLUSTER_FAULT_SCENARIOS and name not in TOPOLOGY_FAULT_SCENARIOS
     }
     known = [name for name in FAULT_SCENARIOS if name in scenarios]
     order = known + sorted(name for name in scenarios if name not in FAULT_SCENARIOS)
@@ -319,6 +337,85 @@ def render_redis_cluster_fault_scenarios(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _topology_notes(figures: dict[str, Any]) -> str:
+    """What a topology scenario measured besides the common figures."""
+    notes = []
+    if "leaders_moved_seconds" in figures:
+        notes.append(
+            f"node {figures['killed_node']} led partitions "
+            f"{', '.join(map(str, figures['partitions_it_led']))}; new leaders after "
+            f"{_seconds(figures['leaders_moved_seconds'])}"
+        )
+    if "answered_while_one_broker_ran" in figures:
+        during = figures["answered_while_one_broker_ran"]
+        notes.append(
+            f"POSTs sent and answered while one broker ran: {during.get('200', 0)} answered "
+            f"200, {during.get('503', 0)} answered 503; brokers live again "
+            f"{_seconds(figures['brokers_live_again_seconds'])} after their restart"
+        )
+    if "was_active_controller" in figures:
+        role = "the active controller" if figures["was_active_controller"] else "not the controller"
+        notes.append(f"node {figures['frozen_node']} frozen ({role})")
+    if "dead_api_connection_errors" in figures:
+        notes.append(
+            f"HAProxy: {figures['dead_api_connection_errors']} connections to the dead API "
+            f"failed and {figures['dead_api_redispatched']} requests went to the other API "
+            f"before it was marked down (checks every "
+            f"{_seconds(figures['check_interval_seconds'])})"
+        )
+    if "assignment_before" in figures:
+        same = (
+            figures["assignment_before"]
+            == figures["assignment_after_sigkill"]
+            == figures["assignment_after_sigterm"]
+        )
+        notes.append(
+            "each worker got its own partitions back"
+            if same
+            else "partitions moved between the workers"
+        )
+    if "slots_served_again_seconds" in figures:
+        notes.append(
+            f"{figures['killed']}'s replica served its slots after "
+            f"{_seconds(figures['slots_served_again_seconds'])}"
+        )
+    retried = figures.get("retried_after_connection_error")
+    if retried:
+        notes.append(f"{retried} POSTs sent again after a connection error")
+    return "; ".join(notes) or "-"
+
+
+def render_topology_fault_scenarios(results: dict[str, Any]) -> str:
+    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    order = [name for name in TOPOLOGY_FAULT_SCENARIOS if name in scenarios]
+    if not order:
+        return "No run recorded yet."
+    lines = [
+        stamp_line([scenarios[name]["stamp"] for name in order]),
+        "",
+        "| Scenario | Sent | Acknowledged | 503 | Answers over the bound (slowest answer) "
+        "| Lost | Time to recover | Measured besides |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for number, name in enumerate(order, start=1):
+        figures = scenarios[name]["figures"]
+        recovery = figures.get("recovery_seconds")
+        if isinstance(recovery, dict):
+            recovery = {key.replace("_", " "): seconds for key, seconds in recovery.items()}
+        cells = [
+            f"{number}. {TOPOLOGY_FAULT_SCENARIOS[name]}",
+            f"{figures['sent']:,}",
+            f"{figures['acknowledged']:,}",
+            f"{figures['status_503']:,}",
+            f"{figures['answers_over_bound']} (slowest {figures['slowest_answer_seconds']:.3f} s)",
+            f"**{figures['lost']}**",
+            _recovery(recovery),
+            _topology_notes(figures),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def record_faults(
     figures_by_scenario: dict[str, dict[str, Any]],
     command: str,
@@ -352,6 +449,12 @@ FIGURE_SETS: tuple[FigureSet, ...] = (
         ROOT / "docs" / "reliability.md",
         FAULT_RESULTS,
         render_redis_cluster_fault_scenarios,
+    ),
+    FigureSet(
+        "topology-fault-scenarios",
+        ROOT / "docs" / "reliability.md",
+        FAULT_RESULTS,
+        render_topology_fault_scenarios,
     ),
 )
 

@@ -4,9 +4,9 @@ unpacked by scripts/fetch-haproxy.sh, run with a configuration made here.
 Clients talk to one port (API_PORT, 5050 by default) whatever API process is up. Every
 second HAProxy asks each API for `/readyz` (Kafka and Redis reachable); two failed
 checks in a row mark it down and it gets no new request; two good ones bring it back.
-Between a crash and the second failed check, a request whose connection to the dead
-API is refused (or closed before any answer) is sent again, to another API: the client
-sees the answer, not the crash.
+A connection to an API that is refused (it crashed) marks it down at once, and a
+request whose connection to the dead API is refused (or closed before any answer) is
+sent again, to another API: the client sees the answer, not the crash.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ CHECK_FALL = 2
 CHECK_RISE = 2
 # A check that got no answer in this time failed (a hung, e.g. SIGSTOPped, API).
 CHECK_TIMEOUT_MS = 1000
+# A refused connection to an API marks it down at once (see haproxy_config).
+_OBSERVE = "observe layer4 error-limit 1 on-error mark-down"
 # The name of an API's unchecked entry (see haproxy_config).
 FALLBACK_SUFFIX = "-fallback"
 # Tries of one request after its first: each goes to another API (redispatch).
@@ -100,7 +102,9 @@ backend apis
     balance leastconn
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter {CHECK_INTERVAL_MS}ms fall {CHECK_FALL} rise {CHECK_RISE}
+    # observe layer4: a connection to an API that is refused (it died) marks the API
+    # down at once, without waiting for the checks; the request goes to another API.
+    default-server inter {CHECK_INTERVAL_MS}ms fall {CHECK_FALL} rise {CHECK_RISE} {_OBSERVE}
 {servers}
     # The same APIs again, unchecked, used only while every checked one is down. /readyz
     # fails on every API at once when Kafka or Redis is away for all of them; clients
@@ -114,6 +118,14 @@ backend apis
 
 def server_states(stats_socket: Path) -> dict[str, str]:
     """Each API server's state as HAProxy sees it now (UP, DOWN, MAINT...)."""
+    return {name: row["status"] for name, row in server_stats(stats_socket).items()}
+
+
+def server_stats(stats_socket: Path) -> dict[str, dict[str, str]]:
+    """Each API server's row of `show stat`, by name: its state (`status`), the
+    requests it was given (`stot`), the connections to it that failed (`econ`), the
+    retries and redispatches away from it (`wretr`, `wredis`), its last check
+    (`check_status`)..."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(2)
         client.connect(str(stats_socket))
@@ -123,12 +135,12 @@ def server_states(stats_socket: Path) -> dict[str, str]:
             chunks.append(chunk)
     lines = b"".join(chunks).decode().splitlines()
     header = lines[0].lstrip("# ").split(",")
-    states = {}
+    rows = {}
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
         if row.get("pxname") == "apis" and row.get("svname") not in {"FRONTEND", "BACKEND"}:
-            states[row["svname"]] = row["status"]
-    return states
+            rows[row["svname"]] = row
+    return rows
 
 
 def all_up(stats_socket: Path, names: Sequence[str]) -> bool:

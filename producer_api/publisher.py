@@ -169,11 +169,24 @@ class _Awaited:
 _Delivered = tuple[_Awaited, int, KafkaError | None, Message]
 
 
+# A record delivered without an offset: Kafka has it, but no broker said where. Seen
+# while a broker of the cluster died (tests/faults/test_topology_faults.py), on
+# partitions it did not even lead: the idempotent producer sent again a batch the broker
+# had written, the broker found it a duplicate, and librdkafka reports a success with no
+# offset. A 200 must name the record's true position (its headers and consistency token
+# do; `or 0` made it offset 0), so the record counts as not confirmed, as when its
+# leader is away; a client that sends it again adds a duplicate the worker's writes
+# absorb.
+_POSITION_UNKNOWN = "Kafka has the record but did not say where (sent again after a failure)"
+
+
 def _settle_all(delivered: list[_Delivered]) -> None:
     for awaited, index, err, msg in delivered:
         if err is not None:
             error = DeliveryError(f"Kafka refused the record: {err.str()}", cause_of(err))
             awaited.settle(index, error)
+        elif (offset := msg.offset()) is None or offset < 0:
+            awaited.settle(index, DeliveryError(_POSITION_UNKNOWN, FailureCause.BROKER_UNAVAILABLE))
         else:
             awaited.settle(index, _report_from(msg))
 

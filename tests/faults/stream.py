@@ -131,6 +131,13 @@ class Ledger:
     started_at: float = field(default_factory=time.monotonic)
     # With read_back: what GET answered meanwhile.
     reads: Reads | None = None
+    # Every POST: (time.monotonic() it was sent, seconds, status; 0 for no answer). The
+    # clock is the machine's, so the test process can place each answer beside the
+    # faults it injected (e.g. no 200 while too few brokers ran).
+    answers: list[tuple[float, float, int]] = field(default_factory=list)
+    # POSTs sent again after a connection error (see ReadingStream's
+    # connection_retries); the ledger records only each reading's last attempt.
+    retried: int = 0
 
     def record(
         self,
@@ -142,6 +149,13 @@ class Ledger:
     ) -> None:
         self.sent += 1
         self.attempted.setdefault(machine_id, set()).add(seq)
+        self.answers.append(
+            (
+                time.monotonic() - seconds,
+                seconds,
+                response.status_code if response is not None else 0,
+            )
+        )
         self.slowest_seconds = max(self.slowest_seconds, seconds)
         if seconds > self.bound_seconds:
             self.over_bound += 1
@@ -188,10 +202,15 @@ class ReadingStream:
         rate_per_second: float = 400.0,
         read_bound_seconds: float | None = None,
         echo_position: bool = False,
+        connection_retries: int = 0,
     ) -> None:
         """With `read_bound_seconds`, each machine's client also GETs its machine after
         every POST (on the same connection) and the ledger's `reads` keep the answers,
-        each expected within that bound (see Reads for `echo_position`)."""
+        each expected within that bound (see Reads for `echo_position`).
+
+        With `connection_retries`, a POST that failed on its connection (refused,
+        reset, closed before an answer) is sent again at once, up to that many times, as
+        an agent does; a POST that timed out is not."""
         self.api_url = api_url
         self.machine_ids = [unique(f"m{n:04d}") for n in range(machines)]
         self.readings_per_machine = readings_per_machine
@@ -209,6 +228,7 @@ class ReadingStream:
                 rate_per_second,
                 read_bound_seconds,
                 echo_position,
+                connection_retries,
                 self._sent,
                 self._results,
             ),
@@ -263,6 +283,7 @@ def _stream_in_process(
     rate_per_second: float,
     read_bound_seconds: float | None,
     echo_position: bool,
+    connection_retries: int,
     sent: Any,
     results: Any,
 ) -> None:
@@ -271,7 +292,15 @@ def _stream_in_process(
         ledger.reads = Reads(bound_seconds=read_bound_seconds, echo_position=echo_position)
     try:
         asyncio.run(
-            _stream(api_url, machine_ids, readings_per_machine, rate_per_second, ledger, sent)
+            _stream(
+                api_url,
+                machine_ids,
+                readings_per_machine,
+                rate_per_second,
+                ledger,
+                sent,
+                connection_retries,
+            )
         )
     except BaseException as exc:
         results.put(f"{type(exc).__name__}: {exc}")
@@ -286,6 +315,7 @@ async def _stream(
     rate_per_second: float,
     ledger: Ledger,
     sent: Any,
+    connection_retries: int = 0,
 ) -> None:
     # A client of its own per machine, as each agent has: a request never waits for a
     # free connection, so its time is the API's answer time alone. (One httpx client
@@ -316,12 +346,7 @@ async def _stream(
             for seq in range(1, readings_per_machine + 1):
                 next_at += interval
                 started = time.monotonic()
-                response: httpx.Response | None = None
-                error: str | None = None
-                try:
-                    response = await client.post(f"/cpu-info/{machine_id}", json=reading(used=seq))
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
+                response, error = await _post(client, machine_id, seq, connection_retries, ledger)
                 ledger.record(machine_id, seq, response, error, time.monotonic() - started)
                 with sent.get_lock():
                     sent.value += 1
@@ -345,6 +370,26 @@ async def read_back(machine_id: str, client: httpx.AsyncClient, reads: Reads) ->
     except httpx.HTTPError as exc:
         error = type(exc).__name__
     reads.record(machine_id, response, error, started, time.monotonic() - started)
+
+
+async def _post(
+    client: httpx.AsyncClient, machine_id: str, seq: int, retries: int, ledger: Ledger
+) -> tuple[httpx.Response | None, str | None]:
+    """POST one reading; the answer, or the name of the error that left none."""
+    for attempt in range(retries + 1):
+        try:
+            return await client.post(f"/cpu-info/{machine_id}", json=reading(used=seq)), None
+        except httpx.TimeoutException as exc:
+            # No answer in the client's (long) timeout: the request may be in progress
+            # still, and the ledger must count it as slow, not hide it behind a retry.
+            return None, type(exc).__name__
+        except httpx.TransportError as exc:
+            if attempt == retries:
+                return None, type(exc).__name__
+            ledger.retried += 1
+        except httpx.HTTPError as exc:
+            return None, type(exc).__name__
+    raise AssertionError("unreachable")
 
 
 def served_seq(client: httpx.Client, machine_id: str) -> int | None:
@@ -469,6 +514,7 @@ def report(name: str, ledger: Ledger, verdict: Verdict, **extra: Any) -> dict[st
         "lost": len(verdict.lost_in_redis) + len(verdict.lost_in_topic),
         "caught_up_seconds": round(verdict.caught_up_seconds, 2),
         **({"reads": ledger.reads.figures()} if ledger.reads is not None else {}),
+        "retried_after_connection_error": ledger.retried,
         **extra,
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

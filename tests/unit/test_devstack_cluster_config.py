@@ -59,7 +59,11 @@ def test_haproxy_checks_readyz_and_retries_elsewhere(tmp_path: Path) -> None:
     )
     lines = {line.strip() for line in config.splitlines()}
     assert "option httpchk GET /readyz" in lines
-    assert "default-server inter 1000ms fall 2 rise 2" in lines
+    # Checks every second; a refused connection (a crashed API) marks it down at once.
+    assert (
+        "default-server inter 1000ms fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down"
+        in lines
+    )
     assert {"retries 3", "option redispatch 1", "retry-on conn-failure empty-response"} <= lines
     assert "option http-buffer-request" in lines
     assert "server api-1 127.0.0.1:5051 check" in lines
