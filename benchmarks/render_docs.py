@@ -190,10 +190,12 @@ TOPOLOGY_FAULT_SCENARIOS: dict[str, str] = {
         "Two of the three brokers SIGKILLed for 15 s (the active controller among them)"
     ),
     "topology_broker_sigstop_20s": "A broker frozen (SIGSTOP) for 20 s, then resumed",
-    "topology_api_sigkill": "An API SIGKILLed behind HAProxy mid-stream, restarted later",
+    "topology_api_sigkill": (
+        "An API SIGKILLed behind HAProxy mid-stream, started again by the supervisor"
+    ),
     "topology_worker_sigkill_sigterm": (
         "A worker SIGKILLed, then another SIGTERMed (a rolling restart), each started "
-        "again under its instance id"
+        "again by the supervisor under its instance id"
     ),
     "topology_redis_master_sigkill": "A Redis Cluster master SIGKILLed mid-stream",
 }
@@ -355,7 +357,10 @@ def _topology_notes(figures: dict[str, Any]) -> str:
         )
     if "was_active_controller" in figures:
         role = "the active controller" if figures["was_active_controller"] else "not the controller"
-        notes.append(f"node {figures['frozen_node']} frozen ({role})")
+        notes.append(
+            f"node {figures['frozen_node']} frozen ({role}) for "
+            f"{_seconds(figures.get('frozen_seconds', 20))}"
+        )
     if "dead_api_connection_errors" in figures:
         notes.append(
             f"HAProxy: {figures['dead_api_connection_errors']} connections to the dead API "
@@ -400,8 +405,14 @@ def render_topology_fault_scenarios(results: dict[str, Any]) -> str:
     for number, name in enumerate(order, start=1):
         figures = scenarios[name]["figures"]
         recovery = figures.get("recovery_seconds")
-        if isinstance(recovery, dict):
-            recovery = {key.replace("_", " "): seconds for key, seconds in recovery.items()}
+        recovered = (
+            ", ".join(
+                f"{key.replace('_', ' ')} {'-' if seconds is None else _seconds(seconds)}"
+                for key, seconds in recovery.items()
+            )
+            if isinstance(recovery, dict)
+            else _recovery(recovery)
+        )
         cells = [
             f"{number}. {TOPOLOGY_FAULT_SCENARIOS[name]}",
             f"{figures['sent']:,}",
@@ -409,7 +420,7 @@ def render_topology_fault_scenarios(results: dict[str, Any]) -> str:
             f"{figures['status_503']:,}",
             f"{figures['answers_over_bound']} (slowest {figures['slowest_answer_seconds']:.3f} s)",
             f"**{figures['lost']}**",
-            _recovery(recovery),
+            recovered,
             _topology_notes(figures),
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -201,18 +201,23 @@ class LocalStack:
         raise KeyError(name)
 
     def supervise(
-        self, stop: threading.Event, on_restart: Callable[[ManagedProcess], None]
+        self,
+        stop: threading.Event,
+        on_restart: Callable[[ManagedProcess], None],
+        only: Callable[[ManagedProcess], bool] = lambda _: True,
     ) -> None:
         """Until `stop` is set, start again every process that ends, with backoff.
 
         Like Compose's `restart: unless-stopped`: a process that exits (crashed,
         killed, or exited by itself) is logged and restarted after a delay that
         grows while it keeps ending; only `stop` (`make down`) ends it for good.
+        `only` picks the processes looked after (a fault test restarts the ones it
+        kills itself, e.g. Kafka nodes it keeps down for a while).
         """
         backoffs: dict[str, RestartBackoff] = {}
         restart_due: dict[str, float] = {}
         while not stop.wait(SUPERVISE_INTERVAL_SECONDS):
-            for process in list(self._started):
+            for process in [p for p in self._started if only(p)]:
                 if process.running():
                     continue
                 due = restart_due.get(process.name)

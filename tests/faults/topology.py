@@ -47,9 +47,26 @@ class FaultClusterStack(ClusterStack):
     """The topology with the fault tier's service settings: the delivery timeout that
     bounds every POST (POST_BOUND_SECONDS), a short worker poll, INFO logs."""
 
+    # The APIs and workers the supervisor started again: (name, time.monotonic()).
+    restarts: list[tuple[str, float]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.restarts = []
+
     def service_env(self) -> dict[str, str]:
         # static_member=False: the stack gives each worker its own instance id.
         return {**super().service_env(), **service_env(static_member=False)}
+
+    def restarted_since(self, since: float) -> list[str]:
+        return [name for name, at in self.restarts if at >= since]
+
+
+def _supervised(process: ManagedProcess) -> bool:
+    """The APIs and workers, which `make up-cluster`'s supervisor (and Compose's restart
+    policy) start again when they exit; the scenarios restart Kafka and Redis nodes
+    themselves, after the time the fault prescribes."""
+    return process.name.startswith(("producer-api-", "consumer-worker-"))
 
 
 @contextlib.contextmanager
@@ -63,7 +80,20 @@ def fault_topology(work_dir: Path) -> Iterator[FaultClusterStack]:
     )
     with stack:
         stack.start_services()
-        yield stack
+        stop = threading.Event()
+
+        def restarted(process: ManagedProcess) -> None:
+            stack.restarts.append((process.name, time.monotonic()))
+
+        supervisor = threading.Thread(
+            target=stack.supervise, args=(stop, restarted, _supervised), name="supervisor"
+        )
+        supervisor.start()
+        try:
+            yield stack
+        finally:
+            stop.set()
+            supervisor.join()
 
 
 def apis(stack: ClusterStack) -> list[ManagedProcess]:
@@ -213,9 +243,13 @@ def heal(stack: ClusterStack) -> None:
         if not redis_node.process.running():
             cluster.restart_node(redis_node, empty=False)
     cluster.wait_cluster_ok(HEAL_TIMEOUT_SECONDS)
-    for process in [*apis(stack), *workers(stack)]:
-        if not process.running():
-            process.restart()
+    # The supervisor starts again an API or worker that exited.
+    wait_until(
+        lambda: all(process.running() for process in [*apis(stack), *workers(stack)]),
+        HEAL_TIMEOUT_SECONDS,
+        "the supervisor to run every API and worker",
+        0.1,
+    )
     # The APIs' checked entries; their unchecked fallbacks report no check state.
     names = [api.name for api in apis(stack)]
     wait_until(
