@@ -5,7 +5,7 @@
 #   3. the base image debian:bookworm-slim (made with debootstrap when missing)
 #   4. the project's images, built by `docker compose build` from its Dockerfiles
 # then `"$@"`, with MEMTEL_TEST_RUN set to an id of this run. On exit it removes what
-# the run created: the Compose projects memtel-test-$MEMTEL_TEST_RUN(-cluster) and any container,
+# the run created: the Compose projects memtel-test-$MEMTEL_TEST_RUN(-cluster, -topology) and any container,
 # network or volume labelled memtelemetry.test-run=$MEMTEL_TEST_RUN. Images stay, so
 # that the next run reuses them. Each step prints its duration.
 #   usage: scripts/with-docker.sh COMMAND [ARGS...]
@@ -15,9 +15,13 @@ cd "$(dirname "$0")/.."
 # Every service but Kowl, whose published image is pulled, never built. The agent is
 # in a profile; naming it builds it all the same.
 BUILT_SERVICES=(kafka redis producer-api consumer-worker agent)
+# The production-shaped topology's own images (Kafka 4 and HAProxy): their services
+# exist only with the cluster files.
+CLUSTER_FILES=(-f docker-compose.yml -f docker-compose.redis-cluster.yml -f docker-compose.cluster.yml)
+CLUSTER_BUILT_SERVICES=(kafka-1 haproxy)
 BUILT_IMAGES=(memtelemetry/kafka:3.9.2 memtelemetry/redis:7.0
   memtelemetry/producer-api:0.1.0 memtelemetry/consumer-worker:0.1.0
-  memtelemetry/memtel-agent:0.1.0)
+  memtelemetry/memtel-agent:0.1.0 memtelemetry/kafka:4.1.2 memtelemetry/haproxy:2.6)
 
 run_started=$SECONDS
 step_started=$SECONDS
@@ -36,8 +40,9 @@ cleanup() {
   trap - EXIT INT TERM
   if docker info >/dev/null 2>&1; then
     printf '\n== cleaning up run %s\n' "$MEMTEL_TEST_RUN"
-    # The tier's projects: the default stack and the one on the Redis Cluster.
-    for name in "$project" "$project-cluster"; do
+    # The tier's projects: the default stack, the one on the Redis Cluster, and the
+    # production-shaped topology.
+    for name in "$project" "$project-cluster" "$project-topology"; do
       if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$name")" ]; then
         docker compose -p "$name" down --volumes --remove-orphans --timeout 30 || status=1
       fi
@@ -76,7 +81,7 @@ step "base image"
 bash scripts/base-image.sh
 done_step
 
-step "images: ${BUILT_SERVICES[*]}"
+step "images: ${BUILT_SERVICES[*]} ${CLUSTER_BUILT_SERVICES[*]}"
 first_build=false
 for image in "${BUILT_IMAGES[@]}"; do
   docker image inspect "$image" >/dev/null 2>&1 || first_build=true
@@ -92,7 +97,9 @@ if [ -z "${EXTRA_CA_CERTS:-}" ] && ((${#extra_certs[@]})); then
   echo "passing ${#extra_certs[@]} extra CA certificate file(s) of this host to the builds"
 fi
 build_log=$(mktemp "${TMPDIR:-/tmp}/memtel-build.XXXXXX")
-if ! docker compose --progress plain build "${BUILT_SERVICES[@]}" >"$build_log" 2>&1; then
+if ! { docker compose --progress plain build "${BUILT_SERVICES[@]}" &&
+  docker compose "${CLUSTER_FILES[@]}" --progress plain build "${CLUSTER_BUILT_SERVICES[@]}"; } \
+  >"$build_log" 2>&1; then
   tail -n 60 "$build_log"
   rm -f "$build_log"
   exit 1

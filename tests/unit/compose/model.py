@@ -16,7 +16,16 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 KAFKA_DOCKERFILE = ROOT / "docker" / "kafka" / "Dockerfile"
 REDIS_DOCKERFILE = ROOT / "docker" / "redis" / "Dockerfile"
-DOCKERFILES = (DOCKERFILE, KAFKA_DOCKERFILE, REDIS_DOCKERFILE)
+# The images of the production-shaped stack (docker-compose.cluster.yml).
+KAFKA4_DOCKERFILE = ROOT / "docker" / "kafka4" / "Dockerfile"
+HAPROXY_DOCKERFILE = ROOT / "docker" / "haproxy" / "Dockerfile"
+DOCKERFILES = (
+    DOCKERFILE,
+    KAFKA_DOCKERFILE,
+    REDIS_DOCKERFILE,
+    KAFKA4_DOCKERFILE,
+    HAPROXY_DOCKERFILE,
+)
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")

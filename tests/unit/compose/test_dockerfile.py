@@ -19,6 +19,7 @@ from tests.unit.compose.model import (
     Stage,
     load_compose,
     load_dockerfile,
+    service_environment,
 )
 
 TARGETS = ("producer-api", "consumer-worker")
@@ -175,9 +176,11 @@ def test_compose_runs_commands_the_kafka_image_has() -> None:
     assert services["kafka"]["command"] == ["kafka-server"]
     assert {"zookeeper-server", "kafka-server"} <= commands
     assert services["kafka"]["healthcheck"]["test"][1] in on_path
-    assert "kafka-topics --bootstrap-server kafka:29092" in " ".join(
-        services["kafka-init"]["command"]
+    init = services["kafka-init"]
+    assert 'kafka-topics --bootstrap-server "$$KAFKA_INIT_BOOTSTRAP_SERVERS"' in " ".join(
+        init["command"]
     )
+    assert service_environment(init)["KAFKA_INIT_BOOTSTRAP_SERVERS"] == "kafka:29092"
 
 
 def test_the_redis_image_listens_to_other_containers_and_persists() -> None:
