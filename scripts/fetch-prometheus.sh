@@ -10,65 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus prometheus-node-exporter)
-tools=.tools
-cache="$tools/debs"
-target="$tools/prometheus"
-marker="$target/.complete"
-
-log() { printf 'fetch-prometheus: %s\n' "$*" >&2; }
-
-if [ -f "$marker" ] && [ -x "$target/usr/bin/promtool" ] && [ -x "$target/usr/bin/prometheus" ]; then
+target=.tools/prometheus
+if [ -f "$target/.complete" ] && [ -x "$target/usr/bin/promtool" ] && [ -x "$target/usr/bin/prometheus" ]; then
   echo "$PWD/$target/usr/bin"
   exit 0
 fi
 
-for tool in apt-get dpkg; do
-  command -v "$tool" >/dev/null || {
-    log "$tool is needed (a Debian or Ubuntu machine)"
-    exit 1
-  }
-done
-
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-
-mkdir -p "$cache"
-# apt-get download writes to the current folder. As root, apt drops to the _apt user
-# for the download, which cannot write to a folder root owns: download as root here.
-download() {
-  (cd "$cache" && apt-get download -q -o APT::Sandbox::User=root "${packages[@]}")
-}
-have_debs() {
-  local package
-  for package in "${packages[@]}"; do
-    compgen -G "$cache/${package}_*.deb" >/dev/null || return 1
-  done
-}
-
-if ! have_debs; then
-  if ! download; then
-    # A fresh machine (or a fresh container) has no package lists yet.
-    log "download failed; updating the package lists and trying again"
-    $sudo apt-get update -qq
-    download
-  fi
-fi
-
-# Unpack into a staging folder renamed into place, so an interrupted run never leaves
-# a folder that looks complete.
-staging=$(mktemp -d "$tools/prometheus.staging.XXXXXX")
-trap 'rm -rf "$staging"' EXIT
-versions=()
-for package in "${packages[@]}"; do
-  # The newest of the cached versions, if several piled up over time.
-  deb=$(printf '%s\n' "$cache/${package}"_*.deb | sort -V | tail -n 1)
-  dpkg -x "$deb" "$staging"
-  versions+=("$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)")
-done
-printf '%s\n' "${versions[@]}" >"$staging/.complete"
-rm -rf "$target"
-mv "$staging" "$target"
-trap - EXIT
-log "unpacked: ${versions[*]}"
+bash scripts/unpack-debs.sh prometheus prometheus prometheus-node-exporter >/dev/null
 echo "$PWD/$target/usr/bin"
