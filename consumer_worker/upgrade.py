@@ -74,7 +74,7 @@ def upgrade_status(client: SyncRedis, sink: RedisSink, group: str, topic: str) -
     return UpgradeStatus(present, legacy_built, sink.built_offsets(sorted(legacy_built)))
 
 
-def copy_missing_readings(client: SyncRedis, sink: RedisSink, topic: str) -> int:
+def copy_missing_readings(client: SyncRedis, sink: RedisSink) -> int:
     """Put each older latest reading the new layout lacks (or holds an older one of)
     in place, under its own partition, and note its placement so that the API finds it;
     return how many were copied."""
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        copied = copy_missing_readings(client, sink, topic)
+        copied = copy_missing_readings(client, sink)
         deleted = delete_legacy_keys(client)
         print(f"copied {copied} reading(s) Kafka no longer holds; deleted {deleted} key(s)")
         return 0

@@ -263,7 +263,7 @@ class ReadingStore:
             full = [r[-1] for r in rows if len(r) == count]
             horizon = min(((s, m) for m, s in full), default=None)
             settled = [row for row in merged if horizon is None or (row[0], row[1]) <= horizon]
-            latest = await self._latest_seen_where_several(sources, [m for _, m, _ in settled])
+            latest = await self._latest_seen_where_several([m for _, m, _ in settled])
             for score, machine, _ in settled:
                 if latest.get(machine, score) == score and (not found or found[-1][0] != machine):
                     found.append((machine, score))
@@ -299,9 +299,7 @@ class ReadingStore:
         scored = cast(list[tuple[str, float]], rows)
         return [(str(member), int(score)) for member, score in scored if score <= cutoff_ms]
 
-    async def _latest_seen_where_several(
-        self, sources: Sequence[PartitionKeys], machines: Sequence[str]
-    ) -> dict[str, int]:
+    async def _latest_seen_where_several(self, machines: Sequence[str]) -> dict[str, int]:
         """The latest last-seen time of each of `machines` that more than one source can
         hold (only when partitions were added, or during an upgrade)."""
         placements, legacy = await self._layout()
