@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +23,12 @@ import pytest
 from devstack.ports import free_port
 from devstack.stack import worker_instance_id
 from telemetry_common.partitioning import partition_of
+from tests.e2e.test_devstack_cli import devstack
 from tests.helpers import READING, unique, wait_until
 
 PARTITIONS = 3
 # Well below the session timeout the group would otherwise wait for (10 s).
 BACK_WITHIN_SECONDS = 5.0
-
-
-def devstack(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devstack", command],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture
