@@ -56,6 +56,21 @@ class DeadLetterHeader(StrEnum):
     OMITTED = "dlq.omitted"
 
 
+class RedriveHeader(StrEnum):
+    """Headers `python -m consumer_worker.redrive` adds to a record it sends back.
+
+    They name the dead letter the record was re-driven from; when the record is
+    rejected again they travel with it into its new dead letter, which tells the tool
+    not to send it back on its own.
+    """
+
+    DEAD_LETTER_TOPIC = "redrive.dlq.topic"
+    DEAD_LETTER_PARTITION = "redrive.dlq.partition"
+    DEAD_LETTER_OFFSET = "redrive.dlq.offset"
+    # Milliseconds since the epoch: when it was sent back.
+    REDRIVEN_AT = "redrive.at"
+
+
 Headers = list[tuple[str, HeaderValue]]
 
 
