@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from pydantic import ValidationError
 
@@ -60,7 +60,6 @@ from consumer_worker.redrive_letters import (
     Coordinates,
     Redrive,
     Selection,
-    Skip,
     StoredDeadLetter,
     names_dead_letter,
     parse_offsets,
@@ -70,6 +69,7 @@ from consumer_worker.redrive_letters import (
     redrive_of,
 )
 from consumer_worker.redrive_output import letters_json, letters_table
+from consumer_worker.redrive_report import Report
 from consumer_worker.settings import WorkerSettings
 from telemetry_common.settings import describe_settings_error
 
@@ -275,8 +275,20 @@ def run_replay(ctx: Context, args: argparse.Namespace) -> int:
     ledger_failures: list[str] = []
     if not args.dry_run and redrives:
         deliveries, ledger_failures = send_recorded(ctx, redrives)
-    report = Report(args.dry_run, redrives, deliveries, plan.skipped, unsendable, ledger_failures)
-    report.write(ctx, as_json=args.json)
+    answers: list[Delivery | None] = [*deliveries] if deliveries else [None] * len(redrives)
+    report = Report(
+        dry_run=args.dry_run,
+        outcomes=list(zip(redrives, answers, strict=True)),
+        skipped=plan.skipped,
+        unsendable=unsendable,
+        ledger_topic=ctx.ledger_topic,
+        ledger_failures=ledger_failures,
+    )
+    if args.json:
+        json.dump(report.as_json(), ctx.out, indent=2)
+        ctx.out.write("\n")
+    else:
+        report.write_text(ctx.out, ctx.err)
     return OK if report.succeeded else FAILED
 
 
@@ -325,100 +337,6 @@ def send_recorded(ctx: Context, redrives: Sequence[Redrive]) -> tuple[list[Deliv
         if d.offset is not None
     ]
     return deliveries, write_ledger(ctx, done) if done else []
-
-
-@dataclass
-class Report:
-    dry_run: bool
-    redrives: list[Redrive]
-    deliveries: list[Delivery]
-    skipped: dict[Skip, list[StoredDeadLetter]]
-    unsendable: list[tuple[StoredDeadLetter, str]]
-    ledger_failures: list[str]
-
-    @property
-    def failed(self) -> list[tuple[Redrive, str]]:
-        return [
-            (r, d.error or "")
-            for r, d in zip(self.redrives, self.deliveries, strict=True)
-            if d.error is not None
-        ]
-
-    @property
-    def succeeded(self) -> bool:
-        return not (self.failed or self.unsendable or self.ledger_failures)
-
-    def as_json(self) -> dict[str, Any]:
-        sent = [
-            {
-                "dead_letter": str(r.letter.coordinates),
-                "to": str(Coordinates(r.topic, r.partition, d.offset or 0))
-                if d.offset is not None
-                else f"{r.topic}[{r.partition}]",
-                "key": r.letter.machine_id,
-                "error": d.error,
-            }
-            for r, d in zip(
-                self.redrives,
-                self.deliveries or [Delivery(None, None)] * len(self.redrives),
-                strict=True,
-            )
-        ]
-        return {
-            "dry_run": self.dry_run,
-            "sent" if not self.dry_run else "would_send": sent,
-            "skipped": {
-                str(why): [str(x.coordinates) for x in letters]
-                for why, letters in self.skipped.items()
-            },
-            "not_sent": [
-                {"dead_letter": str(x.coordinates), "error": e} for x, e in self.unsendable
-            ],
-            "ledger_not_written": self.ledger_failures,
-            "ok": self.succeeded,
-        }
-
-    def write(self, ctx: Context, *, as_json: bool) -> None:
-        if as_json:
-            json.dump(self.as_json(), ctx.out, indent=2)
-            ctx.out.write("\n")
-        else:
-            self._write_text(ctx)
-
-    def _write_text(self, ctx: Context) -> None:
-        out, err = ctx.out, ctx.err
-        if self.dry_run:
-            for r in self.redrives:
-                out.write(
-                    f"would send {r.letter.coordinates} -> {r.topic}[{r.partition}]"
-                    f" (key {r.letter.machine_id!r})\n"
-                )
-        else:
-            for r, d in zip(self.redrives, self.deliveries, strict=True):
-                if d.offset is not None:
-                    to = Coordinates(r.topic, r.partition, d.offset)
-                    out.write(
-                        f"sent {r.letter.coordinates} -> {to} (key {r.letter.machine_id!r})\n"
-                    )
-        for why, letters in self.skipped.items():
-            where = ", ".join(str(x.coordinates) for x in letters[:10])
-            more = f" and {len(letters) - 10} more" if len(letters) > 10 else ""
-            out.write(f"skipped {len(letters)}: {why}: {where}{more}\n")
-        verb = "would send" if self.dry_run else "sent"
-        sent = len(self.redrives) - len(self.failed)
-        out.write(
-            f"{verb} {sent}, skipped {sum(len(x) for x in self.skipped.values())}, "
-            f"failed {len(self.failed) + len(self.unsendable)}\n"
-        )
-        for r, error in self.failed:
-            err.write(f"not sent: {r.letter.coordinates} -> {r.topic}[{r.partition}]: {error}\n")
-        for letter, error in self.unsendable:
-            err.write(f"not sent: {letter.coordinates}: {error}\n")
-        for failure in self.ledger_failures:
-            err.write(
-                f"sent, but not recorded in {ctx.ledger_topic}: {failure} "
-                "(the next replay finds the record and does not send it again)\n"
-            )
 
 
 def _bytes(data: bytes | str | None) -> bytes | None:
