@@ -393,3 +393,31 @@ def test_the_command_reads_the_worker_settings_from_the_environment(
     assert machine_id in result.stdout
     assert "1 dead letter(s)" in result.stdout
     assert "KeyError" in result.stdout
+
+
+def test_a_record_the_broker_refuses_fails_the_run_by_name_and_goes_on_the_next(
+    stack: LocalStack, settings: WorkerSettings
+) -> None:
+    machine_id = unique("fixed")
+    publish_wrongly_rejected(settings, {machine_id: 7})
+    # A topic whose records may not exceed 100 bytes: the broker refuses this one.
+    cramped = unique("cramped")
+    services.create_topic(stack.bootstrap_servers, cramped, 1, config={"max.message.bytes": "100"})
+    refused = redrive(settings, "replay", "--topic", cramped)
+    assert refused.code == 1
+    assert f"not sent: {settings.kafka_dead_letter_topic}[0]@0 -> {cramped}[0]:" in refused.err
+    assert "sent 0, skipped 0, failed 1" in refused.out
+    listed = redrive(settings, "list").out
+    assert listed.splitlines()[1].endswith("unsettled")
+
+    # Back to its own topic, the next run sends it, once.
+    sent = redrive(settings, "replay")
+    assert sent.code == 0, sent.err
+    assert "sent 1, skipped 0, failed 0" in sent.out
+    assert redrive(settings, "replay").out.endswith("sent 0, skipped 1, failed 0\n")
+    (resent,) = [
+        m
+        for m in consume_all(stack.bootstrap_servers, settings.kafka_topic, 1)
+        if header(m, RedriveHeader.DEAD_LETTER_OFFSET) == b"0"
+    ]
+    assert resent.key() == machine_id.encode()
