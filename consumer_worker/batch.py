@@ -1,14 +1,22 @@
 """Pure logic of one batch: decode records, set bad ones aside, keep each machine's
-newest reading (with the ones it supersedes, for the history), compute offsets."""
+newest reading (with the ones it supersedes, for the history), compute offsets, and
+find where a partition must wait for an upgraded worker (a record of a newer
+schema_version than this worker reads)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from telemetry_common.contract import decode_reading, is_valid_machine_id
+from telemetry_common.contract import (
+    RECORD_SCHEMA_VERSION,
+    DecodedReading,
+    decode_reading,
+    is_valid_machine_id,
+    newer_schema_version,
+)
 from telemetry_common.storage import ReadingWrite
 
 logger = logging.getLogger(__name__)
@@ -39,22 +47,43 @@ class RejectedRecord:
     error: Exception
 
 
+# Decodes a record's key and value into a reading, or raises (decode_reading's shape).
+RecordDecoder = Callable[[bytes | None, bytes | None], DecodedReading]
+
+
+@dataclass(frozen=True)
+class HeldRecord:
+    """The first record of a partition that a newer producer wrote, of a schema_version
+    this worker cannot read: the partition waits at it for an upgraded worker."""
+
+    offset: int
+    schema_version: int
+
+
 @dataclass
 class Batch:
     """Readings to store, records to dead-letter, and the offsets both move to."""
 
     readings: list[ReadingWrite] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
-    # (topic, partition) -> the next offset to read, i.e. last processed + 1.
+    # (topic, partition) -> the next offset to read, i.e. last processed + 1; for a
+    # partition in `held`, the held record's offset (nothing from it on is handled).
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # (topic, partition) -> how many of the batch's records came from it.
     record_counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (topic, partition) -> where it waits for an upgraded worker (see HeldRecord).
+    held: dict[tuple[str, int], HeldRecord] = field(default_factory=dict)
+    # (topic, partition) -> records left for a later reader: the held record and every
+    # one after it.
+    held_back: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-def to_reading_write(record: KafkaRecord, partition: int, offset: int) -> ReadingWrite:
+def to_reading_write(
+    record: KafkaRecord, partition: int, offset: int, decode: RecordDecoder = decode_reading
+) -> ReadingWrite:
     """The write one record makes; raises if the record cannot make one."""
     key, value = record.key(), record.value()
-    decoded = decode_reading(
+    decoded = decode(
         key.encode() if isinstance(key, str) else key,
         value.encode() if isinstance(value, str) else value,
     )
@@ -71,7 +100,9 @@ def to_reading_write(record: KafkaRecord, partition: int, offset: int) -> Readin
     )
 
 
-def build_batch(records: Sequence[KafkaRecord]) -> Batch:
+def build_batch(
+    records: Sequence[KafkaRecord], decoders: Mapping[int, RecordDecoder] | None = None
+) -> Batch:
     """Turn records into readings; a record that cannot become one is rejected.
 
     Any exception while turning one record into a write is that record's fault, not
@@ -80,25 +111,87 @@ def build_batch(records: Sequence[KafkaRecord]) -> Batch:
     the offsets: they go to the dead-letter topic, not back to the start of the queue.
     Of a machine's readings only the newest is kept, carrying the others for the
     history (see `latest_per_machine`); the offsets still cover every record.
+
+    A record that a newer producer wrote, of a schema_version above every version this
+    worker reads (`newer_schema_version`), is no fault of the record: its partition is
+    held there (`Batch.held`), and neither it nor anything after it in its partition is
+    handled or covered by the offsets, for a worker that reads the version to take.
+    `decoders`: the versions above RECORD_SCHEMA_VERSION this worker reads, and how
+    (a newer release adds its version here; none today).
     """
+    newer = dict(decoders or {})
+    known = max((RECORD_SCHEMA_VERSION, *newer))
     batch = Batch()
-    next_offsets, record_counts = batch.next_offsets, batch.record_counts
+    next_offsets, record_counts, held = batch.next_offsets, batch.record_counts, batch.held
     readings = []
     for record in records:
         topic, partition, offset = record.topic() or "", record.partition(), record.offset()
         if partition is None or offset is None:
             continue
         position = (topic, partition)
+        record_counts[position] = record_counts.get(position, 0) + 1
+        hold = held.get(position)
+        if hold is not None and offset >= hold.offset:
+            batch.held_back[position] += 1
+            continue
         if offset >= next_offsets.get(position, 0):
             next_offsets[position] = offset + 1
-        record_counts[position] = record_counts.get(position, 0) + 1
         try:
             readings.append(to_reading_write(record, partition, offset))
         except Exception as exc:
-            batch.rejected.append(RejectedRecord(record, exc))
-            _log_rejection(record, topic, partition, offset, exc)
+            version = _newer_version_of(record)
+            if version is not None and version > known:
+                held[position] = HeldRecord(offset, version)
+                next_offsets[position] = offset
+                batch.held_back[position] = 1
+                continue
+            error: Exception = exc
+            if version is not None and version in newer:
+                try:
+                    readings.append(to_reading_write(record, partition, offset, newer[version]))
+                    continue
+                except Exception as newer_exc:
+                    error = newer_exc
+            batch.rejected.append(RejectedRecord(record, error))
+            _log_rejection(record, topic, partition, offset, error)
+    if held:
+        readings = _before_holds(batch, readings)
     batch.readings = latest_per_machine(readings)
     return batch
+
+
+def _newer_version_of(record: KafkaRecord) -> int | None:
+    """The record's schema_version if a newer producer wrote it (see
+    `newer_schema_version`); None if not, or if its headers cannot be read."""
+    try:
+        raw = record.headers() or []
+        headers = list(raw.items()) if isinstance(raw, dict) else list(raw)
+        value = record.value()
+        return newer_schema_version(value.encode() if isinstance(value, str) else value, headers)
+    except Exception:  # a header name that is not UTF-8: no newer producer wrote that
+        return None
+
+
+def _before_holds(batch: Batch, readings: list[ReadingWrite]) -> list[ReadingWrite]:
+    """Leave out what lies at or past a held record of its partition. Records come in
+    offset order within a partition, so this finds nothing more; it keeps the rule
+    whatever the order."""
+    held = {position[1]: (position, hold.offset) for position, hold in batch.held.items()}
+
+    def before(partition: int | None, offset: int | None) -> bool:
+        if partition not in held or offset is None:
+            return True
+        position, limit = held[partition]
+        if offset < limit:
+            return True
+        batch.held_back[position] += 1
+        return False
+
+    kept = [r for r in readings if before(r.partition, r.offset)]
+    batch.rejected = [r for r in batch.rejected if before(r.record.partition(), r.record.offset())]
+    for position, hold in batch.held.items():
+        batch.next_offsets[position] = hold.offset
+    return kept
 
 
 def _log_rejection(

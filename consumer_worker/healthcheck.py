@@ -4,7 +4,9 @@ Reads the status the worker's loop keeps in `WORKER_HEALTH_FILE` and prints one 
 Exit codes:
 
 - 0: healthy: the loop beat within `--max-age` seconds, and the worker either has
-  nothing to read or stored something within `WORKER_STALL_SECONDS`;
+  nothing to read or stored something within `WORKER_STALL_SECONDS`; also degraded (the
+  line starts with `degraded:`): partitions wait at records of a newer schema_version
+  for an upgraded worker, which a restart of this one would not change;
 - 1: unhealthy: no status file (the worker is not running), a heartbeat older than
   `--max-age` (the loop stopped), or stalled (records to read and nothing stored for
   longer than `WORKER_STALL_SECONDS`), or a file that holds no status;

@@ -5,8 +5,11 @@ A worker is unhealthy when its loop stopped (no heartbeat for a while), or when 
 stalled: behind (lag above 0) without storing anything for longer than
 `WORKER_STALL_SECONDS`, which is what a worker stuck retrying Redis looks like while
 its loop still runs. An idle worker with nothing to read is healthy however long it
-has been idle. `python -m consumer_worker.healthcheck` judges the status file;
-`/healthz` on the metrics port judges the same status in memory.
+has been idle. A worker that holds partitions at records of a newer schema_version
+than it reads is degraded: it serves its other partitions (and is judged on them), but
+those wait for an upgraded worker; restarting it with the same version changes nothing,
+so the probe still passes and says so. `python -m consumer_worker.healthcheck` judges
+the status file; `/healthz` on the metrics port judges the same status in memory.
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ DEFAULT_MAX_HEARTBEAT_AGE_SECONDS: Final = 30.0
 _MIN_WRITE_INTERVAL_SECONDS: Final = 1.0
 
 
+class PausedPartition(BaseModel):
+    """A partition held at a record of a newer schema_version than the worker reads."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int = Field(description="The held record's offset: nothing from it on is read.")
+    schema_version: int = Field(description="The record's schema_version.")
+    known_schema_version: int = Field(description="The newest version this worker reads.")
+
+
 class WorkerStatus(BaseModel):
     """What the loop last reported, as written to the health file (JSON)."""
 
@@ -42,13 +57,36 @@ class WorkerStatus(BaseModel):
             "records, or had nothing left to read."
         )
     )
-    lag: int = Field(ge=0, description="Records not yet in Redis, all assigned partitions.")
+    lag: int = Field(
+        ge=0,
+        description="Records not yet in Redis, all assigned partitions but the paused ones.",
+    )
+    paused: tuple[PausedPartition, ...] = Field(
+        (), description="Partitions waiting for an upgraded worker (the degraded state)."
+    )
 
 
 @dataclass(frozen=True)
 class Verdict:
     healthy: bool
     message: str
+    # Healthy, but partitions wait for an upgraded worker (WorkerStatus.paused).
+    degraded: bool = False
+
+    @property
+    def state(self) -> str:
+        """The verdict's name: healthy, degraded or unhealthy."""
+        if not self.healthy:
+            return "unhealthy"
+        return "degraded" if self.degraded else "healthy"
+
+
+def describe_paused(paused: tuple[PausedPartition, ...]) -> str:
+    return "; ".join(
+        f"{p.topic}[{p.partition}] paused at offset {p.offset} (schema_version "
+        f"{p.schema_version}, this worker reads up to {p.known_schema_version})"
+        for p in paused
+    )
 
 
 def judge(
@@ -72,6 +110,14 @@ def judge(
             False,
             f"stalled: {status.lag} records behind and nothing stored for {still:.0f}s "
             f"(limit {stall_seconds:g}s)",
+        )
+    if status.paused:
+        return Verdict(
+            True,
+            f"degraded: waiting for an upgraded worker: {describe_paused(status.paused)}; "
+            f"the other partitions: heartbeat {age:.1f}s old, {status.lag} records behind, "
+            f"last progress {still:.0f}s ago",
+            degraded=True,
         )
     return Verdict(
         True,
@@ -100,12 +146,15 @@ class Heartbeat:
     def status(self) -> WorkerStatus:
         return self._status
 
-    def beat(self, lag: int) -> None:
-        """The loop runs, `lag` records behind."""
+    def beat(self, lag: int, paused: tuple[PausedPartition, ...] = ()) -> None:
+        """The loop runs, `lag` records behind on the partitions it reads, `paused`
+        waiting for an upgraded worker."""
         now = self._clock()
         # Caught up is progress: a stall is counted from the moment the worker fell behind.
         progress_at = now if lag == 0 else self._status.progress_at
-        self._status = WorkerStatus(heartbeat_at=now, progress_at=progress_at, lag=lag)
+        self._status = WorkerStatus(
+            heartbeat_at=now, progress_at=progress_at, lag=lag, paused=paused
+        )
         if self._path is not None and now >= self._next_write:
             self._write(self._path)
             self._next_write = now + _MIN_WRITE_INTERVAL_SECONDS

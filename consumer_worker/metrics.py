@@ -121,6 +121,14 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.paused_partitions = Gauge(
+            "memtel_worker_paused_partition_schema_version",
+            "Partitions the worker holds at a record of a newer schema_version than it "
+            "reads, waiting for an upgraded worker: the version seen (present only while "
+            "held; docs/operations.md, Upgrading).",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.last_progress = Gauge(
             "memtel_worker_last_progress_timestamp_seconds",
             "When the worker last stored a batch in Redis or dead-lettered records, in "

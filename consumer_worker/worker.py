@@ -19,12 +19,16 @@ record is there. A batch's write is awaited before the next one is sent, before 
 partition is revoked and before anything is committed, so commits still follow writes.
 
 Nothing moves past a record before it is either in Redis or in the dead-letter topic;
-a step that fails for a reason outside the records (Redis or Kafka unavailable) is
-retried with backoff. On assignment a partition is read from where Redis's view of it
-is built, and a view found behind (Redis lost writes, was emptied or replaced) is
-rebuilt by replaying the partition from there. The writes are idempotent (a replayed
-record never overwrites a newer one), so replays are harmless. Every call on the
-consumer happens on the thread that runs `run()`.
+a record a newer producer wrote, of a schema_version this worker cannot read, is
+neither: its partition is paused and sought back to it, the records before it written
+and committed, and it is left for an upgraded worker to take once the partition moves
+there (docs/operations.md, "Upgrading"). A step that fails for a reason outside the
+records (Redis or Kafka unavailable) is retried with backoff. On assignment a
+partition is read from where Redis's view of it is built, and a view found behind
+(Redis lost writes, was emptied or replaced) is rebuilt by replaying the partition
+from there. The writes are idempotent (a replayed record never overwrites a newer one),
+so replays are harmless. Every call on the consumer happens on the thread that runs
+`run()`.
 
 The loop reports on itself: Prometheus metrics (`metrics.py`), among them each
 partition's lag (`lag.py`), worked out on this thread also while a step is retried, and
@@ -37,7 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -61,18 +65,19 @@ from tenacity import (
     wait_exponential,
 )
 
-from consumer_worker.batch import Batch, build_batch
+from consumer_worker.batch import Batch, HeldRecord, RecordDecoder, build_batch
 from consumer_worker.commits import PendingCommits
 from consumer_worker.dead_letters import (
     DeadLetterPublisher,
     DeadLetterUnavailableError,
     dead_letter,
 )
-from consumer_worker.heartbeat import Heartbeat, Verdict, judge
+from consumer_worker.heartbeat import Heartbeat, PausedPartition, Verdict, judge
 from consumer_worker.lag import REFRESH_INTERVAL_SECONDS, PartitionLag
 from consumer_worker.metrics import MetricsServer, WorkerMetrics
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
+from telemetry_common.contract import RECORD_SCHEMA_VERSION
 from telemetry_common.partitioning import (
     LIBRDKAFKA_DEFAULT_PARTITIONER,
     PARTITIONER,
@@ -118,8 +123,23 @@ def _start_of(built_to: int | None) -> int:
 
 
 class ConsumerWorker:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        record_decoders: Mapping[int, RecordDecoder] | None = None,
+    ) -> None:
+        """`record_decoders`: the record versions above RECORD_SCHEMA_VERSION this worker
+        reads, and how. The release that introduces a version passes its decoder here;
+        the tests pass one to stand in for that release. It is code, not a setting: a
+        version no decoder reads is never stored, it waits for a worker that reads it."""
         self._settings = settings
+        self._decoders = dict(record_decoders or {})
+        self._known_version = max((RECORD_SCHEMA_VERSION, *self._decoders))
+        # Partitions held at a record of a newer version (see _hold), and every partition
+        # this worker ever held (its pause is lifted if the partition comes back).
+        self._paused: dict[int, PausedPartition] = {}
+        self._ever_paused: set[int] = set()
         self._topic = settings.kafka_topic
         self._consumer = Consumer(
             {
@@ -265,7 +285,25 @@ class ConsumerWorker:
         watermarks it caches no longer move: the partition leaders are asked instead.
         """
         self._lag.refresh(self._view_built_to, self._assigning, ask_brokers=stuck)
-        self._heartbeat.beat(self._lag.total)
+        # A held partition's lag grows while it waits, and is not the loop's to catch up:
+        # the health is judged on the other partitions, and names the held ones.
+        self._heartbeat.beat(
+            max(0, self._lag.total - self._paused_lag()), tuple(self._paused.values())
+        )
+
+    def _paused_lag(self) -> int:
+        """Records of the held partitions from their held record on (as the lag counts
+        them: from the consumer's cached high watermarks)."""
+        lag = 0
+        for partition, paused in self._paused.items():
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            lag += max(0, high - paused.offset)
+        return lag
 
     def _progressed(self) -> None:
         self._heartbeat.progressed()
@@ -280,7 +318,7 @@ class ConsumerWorker:
         records = self._without_errors(self._next_records(self._pending_write is None))
         if not records:
             return None
-        batch = build_batch(records)
+        batch = build_batch(records, self._decoders)
         self.metrics.batch_size.observe(len(records))
         self.metrics.consumed(batch.record_counts.items())
         return batch
@@ -319,8 +357,15 @@ class ConsumerWorker:
             batch = _without_partitions(batch, sought)
             for partition in sought:
                 self._seek_to_view(partition, self._view_built_to[partition])
+        # Records of a held partition fetched before its pause: left for its next reader.
+        stale = {p for p in self._paused if (self._topic, p) in batch.next_offsets}
+        if stale:
+            batch = _without_partitions(batch, stale)
         if batch.rejected and not self._send_dead_letters(batch):
             return
+        for (_, partition), held in batch.held.items():
+            if partition in self._view_built_to:
+                self._hold(partition, held)
         writes: PartitionWrites = {}
         for (_, partition), next_offset in batch.next_offsets.items():
             if partition in self._view_built_to:
@@ -387,7 +432,12 @@ class ConsumerWorker:
         # one; the readings of partitions out of step are replayed, so counted later.
         in_step = sum(len(writes[p][1]) for p, r in results.items() if r.in_step)
         stale = in_step - written
-        superseded = sum(batch.record_counts.values()) - len(batch.rejected) - len(batch.readings)
+        superseded = (
+            sum(batch.record_counts.values())
+            - len(batch.rejected)
+            - len(batch.readings)
+            - sum(batch.held_back.values())
+        )
         self.metrics.readings_written.inc(written)
         self.metrics.readings_stale.inc(stale)
         self.metrics.readings_superseded.inc(superseded)
@@ -576,7 +626,9 @@ class ConsumerWorker:
 
     def _seek_to_view(self, partition: int, built: int | None) -> bool:
         """Read `partition` next from `built`, where Redis's view of it is built; False
-        if the seek failed."""
+        if the seek failed. A held partition is read again too: if the record it was
+        held at is still ahead, it is held there again."""
+        self._release([partition], "read again from where Redis's view is built", resume=True)
         try:
             self._consumer.seek(TopicPartition(self._topic, partition, _start_of(built)))
         except KafkaException as exc:
@@ -642,6 +694,11 @@ class ConsumerWorker:
         consumer.incremental_assign(
             [TopicPartition(self._topic, p, _start_of(built[p])) for p in numbers]
         )
+        # A partition this worker held before it left: librdkafka may keep the pause of
+        # a partition that comes back. It is read again, and held again if need be.
+        paused_before = [TopicPartition(self._topic, p) for p in numbers if p in self._ever_paused]
+        if paused_before:
+            consumer.resume(paused_before)
         self._view_built_to.update(built)
         logger.info(
             "partitions assigned: %s",
@@ -653,6 +710,74 @@ class ConsumerWorker:
             extra={"topic": self._topic, "partitions": numbers},
         )
 
+    def _hold(self, partition: int, held: HeldRecord) -> None:
+        """Stop reading `partition` at the record of a newer version: pause it and seek
+        it back to that record, so that nothing past it is read, written or committed
+        here; the records before it are written with this batch. It stays held until it
+        leaves this worker (a worker that reads the version takes it from the built
+        offset, the held record), or is read again from Redis's view."""
+        if partition in self._paused:
+            return
+        try:
+            self._consumer.pause([TopicPartition(self._topic, partition)])
+            self._consumer.seek(TopicPartition(self._topic, partition, held.offset))
+        except KafkaException as exc:
+            # The batch leaves the record and what follows it unwritten and uncommitted
+            # whatever the consumer does; any record of the partition that still comes
+            # is left out like the rest (see _process).
+            logger.warning(
+                "pause of %s[%d] at offset %d failed: %s", self._topic, partition, held.offset, exc
+            )
+        self._paused[partition] = PausedPartition(
+            topic=self._topic,
+            partition=partition,
+            offset=held.offset,
+            schema_version=held.schema_version,
+            known_schema_version=self._known_version,
+        )
+        self._ever_paused.add(partition)
+        self.metrics.paused_partitions.labels(self._topic, str(partition)).set(held.schema_version)
+        logger.warning(
+            "%s[%d] paused at offset %d: its record has schema_version %d, newer than this "
+            "worker reads (up to %d); the records before it are stored, nothing from it on "
+            "is read here. A worker that reads version %d takes the partition from there: "
+            "upgrade the workers (docs/operations.md, Upgrading)",
+            self._topic,
+            partition,
+            held.offset,
+            held.schema_version,
+            self._known_version,
+            held.schema_version,
+            extra={
+                "topic": self._topic,
+                "partition": partition,
+                "offset": held.offset,
+                "schema_version": held.schema_version,
+            },
+        )
+
+    def _release(self, partitions: Iterable[int], why: str, *, resume: bool) -> None:
+        """Partitions no longer held here (`resume`: read them again on this worker)."""
+        for partition in partitions:
+            paused = self._paused.pop(partition, None)
+            if paused is None:
+                continue
+            self.metrics.paused_partitions.remove(self._topic, str(partition))
+            if resume:
+                try:
+                    self._consumer.resume([TopicPartition(self._topic, partition)])
+                except KafkaException as exc:
+                    logger.warning("resume of %s[%d] failed: %s", self._topic, partition, exc)
+            logger.info(
+                "%s[%d] no longer paused at offset %d (schema_version %d): %s",
+                self._topic,
+                partition,
+                paused.offset,
+                paused.schema_version,
+                why,
+                extra={"topic": self._topic, "partition": partition, "offset": paused.offset},
+            )
+
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         # librdkafka runs rebalance callbacks only inside poll(), consume() and close(),
         # on this thread; the batch in the writer thread is seen through first, then what
@@ -661,6 +786,7 @@ class ConsumerWorker:
         self._commit(
             self._pending_commits.take(p.partition for p in partitions), asynchronous=False
         )
+        self._release((p.partition for p in partitions), "revoked", resume=False)
         self._forget(partitions)
         logger.info(
             "partitions revoked: %s",
@@ -670,6 +796,7 @@ class ConsumerWorker:
 
     def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         self._finish_write()
+        self._release((p.partition for p in partitions), "lost", resume=False)
         self._forget(partitions)
         logger.warning(
             "partitions lost (their records will be re-read): %s",
@@ -757,4 +884,6 @@ def _without_partitions(batch: Batch, partitions: set[int]) -> Batch:
         rejected=[r for r in batch.rejected if r.record.partition() not in partitions],
         next_offsets={k: v for k, v in batch.next_offsets.items() if k[1] not in partitions},
         record_counts={k: v for k, v in batch.record_counts.items() if k[1] not in partitions},
+        held={k: v for k, v in batch.held.items() if k[1] not in partitions},
+        held_back={k: v for k, v in batch.held_back.items() if k[1] not in partitions},
     )

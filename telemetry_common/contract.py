@@ -14,6 +14,7 @@ How the worker keeps readings in Redis is the other contract, in `storage`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, NamedTuple, Self
@@ -46,10 +47,11 @@ EXAMPLE_READING: Final = {
 
 KafkaHeaders = list[tuple[str, str | bytes | None]]
 
+SCHEMA_VERSION_HEADER: Final = "schema-version"
 # Every record carries these: a reader can tell the encoding without decoding the value.
 _RECORD_HEADERS: Final[KafkaHeaders] = [
     ("content-type", RECORD_CONTENT_TYPE.encode()),
-    ("schema-version", str(RECORD_SCHEMA_VERSION).encode()),
+    (SCHEMA_VERSION_HEADER, str(RECORD_SCHEMA_VERSION).encode()),
 ]
 
 
@@ -150,6 +152,52 @@ def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
             f"key {machine_id!r} and value machine_id {record.machine_id!r} disagree"
         )
     return record
+
+
+# The highest schema_version a record of a newer producer can name: a version is a
+# small counter; anything beyond this is a broken record, not a newer one.
+MAX_SCHEMA_VERSION: Final = 2**31 - 1
+
+
+class _VersionOnly(BaseModel):
+    """What every version of the record's value keeps: a JSON object with an integer
+    `schema_version` (the rest is the version's own)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    schema_version: int
+
+
+def newer_schema_version(
+    value: bytes | None, headers: Iterable[tuple[str, str | bytes | None]]
+) -> int | None:
+    """The schema_version of a record a newer producer of this contract wrote, if it is
+    one: its `schema-version` header and its value's `schema_version` agree on a version
+    above RECORD_SCHEMA_VERSION (up to MAX_SCHEMA_VERSION). None for anything else (a
+    record of this version, an older, unknown or invalid one, or one whose header and
+    value disagree, such as a hand-made record with no header): decode_record decides
+    those.
+
+    Every version of the contract keeps these two: a worker that meets a record of a
+    version it does not know can tell "written by a newer producer" (wait for an
+    upgraded worker) from "broken" (dead-letter) without reading the rest.
+    """
+    named = [v for k, v in headers if k == SCHEMA_VERSION_HEADER]
+    if len(named) != 1 or value is None:
+        return None
+    raw = named[0]
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    version = int(text)
+    if not RECORD_SCHEMA_VERSION < version <= MAX_SCHEMA_VERSION:
+        return None
+    try:
+        # pydantic's own JSON parser: bounded nesting, no RecursionError on hostile input.
+        in_value = _VersionOnly.model_validate_json(value).schema_version
+    except ValidationError:
+        return None
+    return version if in_value == version else None
 
 
 _READING_FIELDS: Final = tuple(MemoryReading.model_fields)
