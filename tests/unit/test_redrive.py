@@ -13,9 +13,11 @@ import pytest
 from consumer_worker.batch import RejectedRecord
 from consumer_worker.dead_letters import DeadLetterHeader, RedriveHeader, dead_letter
 from consumer_worker.redrive import main
+from consumer_worker.redrive_kafka import Delivery
 from consumer_worker.redrive_ledger import LedgerEntry, LedgerState, decode_entry, latest_entries
 from consumer_worker.redrive_letters import (
     Coordinates,
+    Redrive,
     Selection,
     Skip,
     StoredDeadLetter,
@@ -28,6 +30,7 @@ from consumer_worker.redrive_letters import (
     redrive_of,
 )
 from consumer_worker.redrive_output import letters_json, letters_table
+from consumer_worker.redrive_report import Report
 from telemetry_common.contract import InvalidRecordError
 from telemetry_common.partitioning import partition_of
 from tests.unit.test_batch import FakeRecord
@@ -282,3 +285,45 @@ def test_dead_letter_header_names_are_distinct() -> None:
     names = [*DeadLetterHeader, *RedriveHeader]
     assert len(set(names)) == len(names)
     assert all(name.startswith("redrive.") for name in RedriveHeader)
+
+
+def test_the_replay_report_names_what_failed_and_what_was_left() -> None:
+    sent_letter, failed_letter = bad_json(offset=1), bad_json(offset=2)
+    left = bad_json(offset=3)
+    outcomes: list[tuple[Redrive, Delivery | None]] = [
+        (redrive_of(sent_letter, 1, None, 3), Delivery(17, None)),
+        (redrive_of(failed_letter, 1, None, 3), Delivery(None, "Broker: Message size too large")),
+    ]
+    report = Report(
+        dry_run=False,
+        outcomes=outcomes,
+        skipped={Skip.FAILED_AGAIN: [left]},
+        unsendable=[],
+        ledger_topic=DLQ + ".redriven",
+        ledger_failures=[],
+    )
+    out, err = io.StringIO(), io.StringIO()
+    report.write_text(out, err)
+    assert not report.succeeded
+    assert out.getvalue().splitlines() == [
+        f"sent {DLQ}[0]@1 -> readings[2]@17 (key 'm1')",
+        f"skipped 1: {Skip.FAILED_AGAIN}: {DLQ}[0]@3",
+        "sent 1, skipped 1, failed 1",
+    ]
+    assert err.getvalue() == (
+        f"not sent: {DLQ}[0]@2 -> readings[2]: Broker: Message size too large\n"
+    )
+    data = report.as_json()
+    assert [row["offset"] for row in data["sent"]] == [17, None]
+    assert data["skipped"] == {str(Skip.FAILED_AGAIN): [f"{DLQ}[0]@3"]}
+    assert data["ok"] is False
+
+    dry = Report(True, [(outcomes[0][0], None)], {}, [], DLQ + ".redriven", [])
+    out = io.StringIO()
+    dry.write_text(out, io.StringIO())
+    assert out.getvalue().splitlines() == [
+        f"would send {DLQ}[0]@1 -> readings[2] (key 'm1')",
+        "would send 1, skipped 0; nothing sent",
+    ]
+    assert dry.succeeded
+    assert dry.as_json()["would_send"][0]["offset"] is None
