@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from consumer_worker.dead_letters import (
     dead_letter,
 )
 from consumer_worker.redrive import main
+from consumer_worker.redrive_kafka import RedriveKafka
 from consumer_worker.redrive_ledger import LedgerEntry, LedgerState
 from consumer_worker.redrive_letters import Coordinates
 from consumer_worker.settings import WorkerSettings
@@ -421,3 +423,36 @@ def test_a_record_the_broker_refuses_fails_the_run_by_name_and_goes_on_the_next(
         if header(m, RedriveHeader.DEAD_LETTER_OFFSET) == b"0"
     ]
     assert resent.key() == machine_id.encode()
+
+
+def test_a_growing_topic_is_read_up_to_where_it_ended_at_the_start(
+    stack: LocalStack, settings: WorkerSettings
+) -> None:
+    topic = unique("growing")
+    services.create_topic(stack.bootstrap_servers, topic, 1)
+    produce(stack.bootstrap_servers, topic, [(b"k", b"before")] * 200)
+    stop = threading.Event()
+    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "linger.ms": 0})
+
+    def keep_producing() -> None:
+        while not stop.is_set():
+            producer.produce(topic, key=b"k", value=b"during")
+            producer.poll(0)
+            stop.wait(0.001)
+        producer.flush(30)
+
+    writer = threading.Thread(target=keep_producing, daemon=True)
+    writer.start()
+    try:
+        wait_until(lambda: end_offsets(stack.bootstrap_servers, topic, 1)[0] > 300, 30, "growth")
+        kafka = RedriveKafka(settings, timeout_seconds=15)
+        started_at_most = end_offsets(stack.bootstrap_servers, topic, 1)[0]
+        records = kafka.read(topic, [0])
+        grown_to = end_offsets(stack.bootstrap_servers, topic, 1)[0]
+    finally:
+        stop.set()
+        writer.join(30)
+    # Everything there when it started, and not what came after: it returned.
+    assert len(records) >= started_at_most
+    assert [m.offset() for m in records] == list(range(len(records)))
+    assert grown_to > len(records), "the topic grew past what was read"
