@@ -1,19 +1,7 @@
 """The machine's memory as `free` reports it, computed from `/proc/meminfo`.
 
-The columns follow procps-ng 4.0 (`free` of Debian bookworm, procps 4.0.2), whose
-library derives them from `/proc/meminfo` like this (all in KiB):
-
-* total      = MemTotal
-* free       = MemFree
-* shared     = Shmem
-* buff/cache = Buffers + Cached + SReclaimable
-* available  = MemAvailable; MemFree when the kernel has no MemAvailable (before 3.14)
-               or reports more than MemTotal (seen inside some containers)
-* used       = total - available (procps falls back to total - free if that is
-               negative, which the rule for available above already rules out)
-
-Older procps (3.3.x) computed used as total - free - buff/cache; 4.0 changed it to
-total - available, so `used` here is what the `free` of this release prints.
+The fields are read here; the columns are computed by the rule every source of readings
+shares, `telemetry_common.free_columns` (procps-ng 4.0's `free`, documented there).
 """
 
 from __future__ import annotations
@@ -22,6 +10,7 @@ from pathlib import Path
 from typing import Final
 
 from telemetry_common.contract import MemoryReading
+from telemetry_common.free_columns import MeminfoFigures, free_columns
 
 PROC_MEMINFO: Final = Path("/proc/meminfo")
 
@@ -55,20 +44,16 @@ def reading_from_meminfo(fields: dict[str, int]) -> MemoryReading:
     missing = [name for name in _REQUIRED if name not in fields]
     if missing:
         raise MeminfoError(f"/proc/meminfo has no {', '.join(missing)}")
-    total = fields["MemTotal"]
-    free = fields["MemFree"]
-    available = fields.get("MemAvailable", 0)
-    if available == 0 or available > total:
-        available = free
-    used = total - available
-    buff_cache = fields.get("Buffers", 0) + fields.get("Cached", 0) + fields.get("SReclaimable", 0)
-    return MemoryReading(
-        total=total,
-        used=used,
-        free=free,
-        shared=fields.get("Shmem", 0),
-        buff_cache=buff_cache,
-        available=available,
+    return free_columns(
+        MeminfoFigures(
+            mem_total=fields["MemTotal"],
+            mem_free=fields["MemFree"],
+            mem_available=fields.get("MemAvailable"),
+            buffers=fields.get("Buffers", 0),
+            cached=fields.get("Cached", 0),
+            s_reclaimable=fields.get("SReclaimable", 0),
+            shmem=fields.get("Shmem", 0),
+        )
     )
 
 

@@ -19,6 +19,7 @@ from producer_api.deps import AppState
 from producer_api.docs import install_docs
 from producer_api.errors import install_error_handlers
 from producer_api.fast_path import IngestFastPath
+from producer_api.formats.routes import ingest_formats
 from producer_api.metrics import METRICS_PATH, ApiMetrics
 from producer_api.publisher import KafkaPublisher, Publisher
 from producer_api.request_ids import with_request_ids
@@ -146,6 +147,7 @@ def create_app(
     install_error_handlers(app)
     # At router level: every readings route, present or future, needs the key.
     app.include_router(readings, dependencies=[Depends(key_check)] if key_check else [])
+    app.include_router(ingest_formats, dependencies=[Depends(key_check)] if key_check else [])
     app.include_router(health)
     # For Prometheus, not for API clients: outside the OpenAPI document.
     app.add_route(METRICS_PATH, metrics.exposition, methods=["GET"], include_in_schema=False)

@@ -2,9 +2,11 @@
 
 Off unless API_KEYS or API_KEYS_FILE gives keys. Then the app puts `KeyCheck` on the
 readings router, so that every route of it, present or future, is covered: writes always
-need a key in `X-API-Key`, reads (GET, HEAD) only with API_KEYS_PROTECT_READS. A missing
-key is `401` with `WWW-Authenticate: APIKey`, a wrong one `403`. The health endpoints,
-`/metrics` and the docs are on no such router and stay open.
+need a key in `X-API-Key` (or as `Authorization: Bearer <key>`, for senders such as
+Prometheus' remote_write that send their credentials so), reads (GET, HEAD) only with
+API_KEYS_PROTECT_READS. A missing key is `401` with `WWW-Authenticate: APIKey`, a wrong
+one `403`. The health endpoints, `/metrics` and the docs are on no such router and stay
+open. The OTLP and remote-write routes (`producer_api.formats`) get the same check.
 
 The check is FastAPI's `APIKeyHeader` security scheme, so the OpenAPI document declares
 it and Swagger UI's "Authorize" button sends the key. The fast path serves a POST only
@@ -55,6 +57,14 @@ _KEY_RESPONSES: Final[dict[str, dict[str, Any]]] = {
 }
 
 
+def bearer_token(headers: Headers) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, the form Prometheus'
+    remote_write `authorization` sends; X-API-Key, when present, wins."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 class KeyCheck:
     """The router dependency: a key is required, and checked, where the method needs one."""
 
@@ -67,7 +77,7 @@ class KeyCheck:
 
     def admits(self, headers: Headers) -> bool:
         """Whether the request carries an accepted key (for the fast path)."""
-        presented = headers.get(_HEADER_KEY)
+        presented = headers.get(_HEADER_KEY) or bearer_token(headers)
         return presented is not None and self._keys.accepts(presented)
 
     async def __call__(
@@ -75,6 +85,7 @@ class KeyCheck:
     ) -> None:
         if not self.required(request.method):
             return
+        presented = presented or bearer_token(request.headers)
         if not presented:
             raise api_key_header.make_not_authenticated_error()
         if not self._keys.accepts(presented):

@@ -102,6 +102,37 @@ class PublishMetrics:
         self.failures.labels(cause).inc(records)
 
 
+IngestSource = Literal["otlp", "remote-write"]
+IngestOutcome = Literal["accepted", "rejected", "ignored"]
+
+
+class IngestMetrics:
+    """What the OTLP and remote-write endpoints made of what they were sent."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.points = Counter(
+            "memtel_api_ingest_points",
+            "Data points (OTLP) and samples (remote-write) received, by source (otlp, "
+            "remote-write) and outcome: accepted (made a reading), rejected (memory "
+            "points that made none: see the answer and the log), ignored (other metrics, "
+            "and remote-write staleness markers).",
+            ["source", "outcome"],
+            registry=registry,
+        )
+        for source in get_args(IngestSource):
+            for outcome in get_args(IngestOutcome):
+                self.points.labels(source, outcome)
+
+    def count(self, source: IngestSource, accepted: int, rejected: int, ignored: int) -> None:
+        for outcome, points in (
+            ("accepted", accepted),
+            ("rejected", rejected),
+            ("ignored", ignored),
+        ):
+            if points:
+                self.points.labels(source, outcome).inc(points)
+
+
 class ApiMetrics:
     """Every metric of one app, in the app's registry."""
 
@@ -115,6 +146,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.publishing = PublishMetrics(self.registry)
+        self.ingest = IngestMetrics(self.registry)
 
     def _registry_to_expose(self) -> CollectorRegistry:
         directory = multiprocess_dir()

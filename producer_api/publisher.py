@@ -301,6 +301,7 @@ class KafkaPublisher:
                     value=record.value,
                     key=record.key,
                     headers=record.headers,
+                    timestamp=record.timestamp_ms,
                     on_delivery=functools.partial(note, awaited, index),
                 )
             except BufferError:

@@ -160,6 +160,14 @@ class ProducerSettings(KafkaSettings, RedisSettings):
             "from a browser, or *. Empty: no CORS headers, browsers allow same-origin only."
         ),
     )
+    api_remote_write_machine_label: str = Field(
+        "instance",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description=(
+            "The label of Prometheus remote-write series that names the machine (its value "
+            "without a trailing :port is the machine id)."
+        ),
+    )
     # The SHA-256 digests of every key of API_KEYS and API_KEYS_FILE (never the keys).
     _api_key_digests: frozenset[bytes] = PrivateAttr(frozenset())
 

@@ -113,6 +113,8 @@ class KafkaRecord:
     key: bytes
     value: bytes
     headers: KafkaHeaders
+    # The record's Kafka timestamp in ms since the epoch; 0: the producer's clock.
+    timestamp_ms: int = 0
 
 
 def encode_record(machine_id: str, reading: MemoryReading, received_at: datetime) -> KafkaRecord:
