@@ -11,6 +11,7 @@ import cramjam
 import pytest
 
 from memtel_agent.meminfo import parse_meminfo, reading_from_meminfo
+from producer_api.app import create_app
 from producer_api.formats import otlp, remote_write
 from producer_api.formats.bodies import (
     BodyTooLargeError,
@@ -21,6 +22,7 @@ from producer_api.formats.bodies import (
     unsnappy,
 )
 from producer_api.formats.prompb.remote_pb2 import WriteRequest
+from producer_api.settings import ProducerSettings
 from telemetry_common.free_columns import MeminfoFigures, free_columns
 from tests.ingest_senders import HostmetricsMemory, node_exporter_series, sdk_request
 
@@ -222,3 +224,18 @@ def test_the_agent_reads_meminfo_text_through_the_shared_rule() -> None:
             shmem=MEMINFO["Shmem"],
         )
     )  # fmt: skip
+
+
+def test_the_routes_are_named_and_their_answers_documented() -> None:
+    document = create_app(ProducerSettings(_env_file=None)).openapi()
+    otlp_route = document["paths"]["/v1/metrics"]["post"]
+    write_route = document["paths"]["/api/v1/write"]["post"]
+    assert otlp_route["operationId"] == "export_otlp_metrics"
+    assert write_route["operationId"] == "prometheus_remote_write"
+    assert set(otlp_route["responses"]) == {"200", "400", "413", "415", "503"}
+    assert set(write_route["responses"]) == {"204", "400", "413", "415", "503"}
+    assert set(otlp_route["requestBody"]["content"]) == {
+        "application/x-protobuf",
+        "application/json",
+    }
+    assert "Retry-After" in write_route["responses"]["503"]["headers"]
