@@ -224,6 +224,10 @@ def test_other_content_types_are_415_and_an_inflated_body_over_the_limit_413(api
     assert response.status_code == 413
     assert "inflates to more than" in status_of(response, "application/x-protobuf").message
 
+    # Over the limit as sent: refused before the body is read.
+    response = post(api, b"\0" * (1_048_576 + 1), "application/x-protobuf")
+    assert response.status_code == 413
+
 
 def test_the_api_key_is_required_as_for_the_json_endpoints(api: str) -> None:
     body = sdk_request(unique("otlp-key")).SerializeToString()

@@ -88,6 +88,28 @@ def test_a_series_naming_no_machine_is_400_and_the_others_are_published(api: str
     wait_until(functools.partial(is_stored, api, good), 30, "the good reading stored")
 
 
+def rejected_samples(api: str) -> float:
+    for line in httpx.get(f"{api}/metrics", timeout=5).text.splitlines():
+        if line.startswith("memtel_api_ingest_points_total{") and (
+            'source="remote-write"' in line and 'outcome="rejected"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no memtel_api_ingest_points_total of remote-write")
+
+
+def test_a_scrape_split_over_two_requests_is_counted_not_refused(api: str) -> None:
+    machine_id = unique("rw-split")
+    series = node_exporter_series(machine_id, read_meminfo())
+    before = rejected_samples(api)
+
+    first, second = (write(api, remote_write_body(part, 1)) for part in (series[:3], series[3:]))
+
+    # Sending either again would not complete it: 204, counted, nothing stored.
+    assert (first.status_code, second.status_code) == (204, 204)
+    assert rejected_samples(api) - before == 7
+    assert stored(api, machine_id) is None
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "says"),
     [
