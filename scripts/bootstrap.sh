@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# Installs what this project needs on this machine, and nothing twice.
+# Installs what this project needs on this machine, and nothing twice. Each part names
+# what it needs; several parts may be given at once.
 #
 #   scripts/bootstrap.sh python    the virtualenv .venv, synced to requirements/dev.txt:
 #                                  enough for lint, typecheck and the unit tests
-#   scripts/bootstrap.sh [all]     also redis-server, a Java runtime and Maven, and the
-#                                  Kafka 3.9 jars from Maven Central: what the local stack,
-#                                  the integration and the end-to-end tests run; and
-#                                  Chromium, for the browser tests
+#   scripts/bootstrap.sh stack     also redis-server, a Java runtime and Maven, and the
+#                                  Kafka jars from Maven Central: what `make up`, the
+#                                  integration and the end-to-end tests run
+#   scripts/bootstrap.sh browser   also Chromium, for the browser tests
+#   scripts/bootstrap.sh bench     also wrk, the HTTP load generator of the benchmarks
+#   scripts/bootstrap.sh [all]     all of the above
 #
-# Quick when everything is already there.
+# System packages are installed with apt-get, as root or through sudo. Quick when
+# everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/root.sh
+source scripts/root.sh
 
-what=${1:-all}
-case "$what" in python | all) ;; *)
-  echo "usage: $0 [python|all]" >&2
-  exit 2
-  ;;
-esac
+parts=("$@")
+((${#parts[@]})) || parts=(all)
+want_stack=false want_browser=false want_bench=false
+for part in "${parts[@]}"; do
+  case "$part" in
+    python) ;;
+    stack) want_stack=true ;;
+    browser) want_browser=true ;;
+    bench) want_bench=true ;;
+    all) want_stack=true want_browser=true want_bench=true ;;
+    *)
+      echo "usage: $0 [python|stack|browser|bench|all]..." >&2
+      exit 2
+      ;;
+  esac
+done
 
 log() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -25,23 +41,39 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 # otherwise ships its own roots.
 export UV_NATIVE_TLS=1
 
-apt_install() {
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  log "installing system packages: $*"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
-}
+# A venv that can install into itself: a python and a working pip.
+venv_works() { [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; }
 
 python_env() {
-  local python=${PYTHON:-python3}
+  local python=${PYTHON:-python3} system_packages=()
+  # A minimal Debian has no Python, and no CA certificates for PyPI over HTTPS.
+  command -v "$python" >/dev/null 2>&1 || [ -n "${PYTHON:-}" ] || system_packages+=(python3)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || system_packages+=(ca-certificates)
+  if ((${#system_packages[@]})); then
+    apt_install "${system_packages[@]}"
+  fi
   if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "bootstrap: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2
     exit 1
   fi
-  if [ ! -x .venv/bin/python ]; then
+  if ! venv_works; then
+    # What an interrupted or failed creation left (no python, or no pip) is made afresh
+    # rather than blocking every later run.
+    if [ -e .venv ]; then
+      log "removing the incomplete .venv (no working python or pip)"
+    fi
+    rm -rf .venv
     log "creating .venv"
-    "$python" -m venv .venv
+    if ! "$python" -m venv .venv >/dev/null 2>&1 || ! venv_works; then
+      # Debian and Ubuntu ship venv's ensurepip in a package of its own.
+      local version venv_package
+      version=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      venv_package=python$version-venv
+      [ "$(command -v "$python")" != "$(command -v python3)" ] || venv_package=python3-venv
+      rm -rf .venv
+      apt_install "$venv_package"
+      "$python" -m venv .venv
+    fi
   fi
   # Sync only when the lock file or the project's metadata changed since the last sync.
   local wanted
@@ -56,25 +88,37 @@ python_env() {
     fi
     .venv/bin/uv pip sync -q --python .venv/bin/python --require-hashes requirements/dev.txt
     .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
-    echo "$wanted" > .venv/.installed
+    echo "$wanted" >.venv/.installed
   fi
 }
 
-services() {
+system_packages() {
   local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  if $want_stack; then
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    if ! command -v java >/dev/null 2>&1; then
+      missing+=(openjdk-17-jre-headless)
+      # The Java runtime's postinst links its manuals there, and fails where the folder
+      # is missing, as in the slim Debian images, which install no manuals.
+      [ -d /usr/share/man/man1 ] || as_root mkdir -p /usr/share/man/man1
+    fi
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  fi
   # The browser tier drives Debian's Chromium; Playwright never downloads a browser.
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if $want_browser; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  fi
+  if $want_bench; then
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  fi
   if ((${#missing[@]})); then
     apt_install "${missing[@]}"
   fi
-  .venv/bin/python -m devstack fetch-jars >/dev/null
+  if $want_stack; then
+    .venv/bin/python -m devstack fetch-jars >/dev/null
+  fi
 }
 
 python_env
-if [ "$what" != python ]; then
-  services
-fi
-log "ready ($what)"
+system_packages
+log "ready (${parts[*]})"

@@ -15,8 +15,9 @@ start_timeout=${MEMTEL_DOCKERD_START_TIMEOUT:-60}
 
 log() { printf 'docker-engine: %s\n' "$*" >&2; }
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/root.sh
+source scripts/root.sh
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
@@ -25,9 +26,7 @@ install() {
     return
   fi
   log "installing Debian's docker.io"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    docker.io iptables ca-certificates >/dev/null
+  apt_install docker.io iptables ca-certificates
 }
 
 # Poll until the engine answers, the daemon dies, or the timeout passes.
@@ -50,10 +49,14 @@ start() {
   fi
   install
   mkdir -p "$state_dir"
+  # What a daemon that died left behind; dockerd refuses to start beside it.
+  if [ -f "$pid_file" ] && [ ! -d "/proc/$(cat "$pid_file")" ]; then
+    rm -f "$pid_file"
+  fi
   log "starting dockerd (log: $log_file)"
   : >"$log_file"
   # Its own pid file, so that `stop` ends this daemon and never another one.
-  $sudo dockerd --pidfile "$pid_file" >>"$log_file" 2>&1 </dev/null &
+  as_root dockerd --pidfile "$pid_file" >>"$log_file" 2>&1 </dev/null &
   wait_for_engine $!
   echo started
 }
@@ -64,11 +67,11 @@ stop() {
   pid=$(cat "$pid_file")
   if kill -0 "$pid" 2>/dev/null; then
     log "stopping the dockerd this script started (pid $pid)"
-    $sudo kill -TERM "$pid"
+    as_root kill -TERM "$pid"
     # tail --pid returns as soon as the daemon is gone; timeout bounds the wait.
     if ! timeout 60 tail --pid="$pid" -f /dev/null; then
       log "dockerd did not stop within 60s; killing it"
-      $sudo kill -KILL "$pid"
+      as_root kill -KILL "$pid"
     fi
   fi
   rm -f "$pid_file"

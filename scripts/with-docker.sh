@@ -8,9 +8,16 @@
 # the run created: the Compose projects memtel-test-$MEMTEL_TEST_RUN(-cluster, -topology) and any container,
 # network or volume labelled memtelemetry.test-run=$MEMTEL_TEST_RUN. Images stay, so
 # that the next run reuses them. Each step prints its duration.
-#   usage: scripts/with-docker.sh COMMAND [ARGS...]
+#   usage: scripts/with-docker.sh [--no-images] COMMAND [ARGS...]
+# --no-images skips step 4, for a command that runs none of the project's images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+build_images=true
+if [ "${1:-}" = --no-images ]; then
+  build_images=false
+  shift
+fi
 
 # Every service but Kowl, whose published image is pulled, never built. The agent is
 # in a profile; naming it builds it all the same.
@@ -20,8 +27,8 @@ BUILT_SERVICES=(kafka redis producer-api consumer-worker agent)
 CLUSTER_FILES=(-f docker-compose.yml -f docker-compose.redis-cluster.yml -f docker-compose.cluster.yml)
 CLUSTER_BUILT_SERVICES=(kafka-1 haproxy)
 BUILT_IMAGES=(memtelemetry/kafka:3.9.2 memtelemetry/redis:7.0
-  memtelemetry/producer-api:0.1.0 memtelemetry/consumer-worker:0.1.0
-  memtelemetry/memtel-agent:0.1.0 memtelemetry/kafka:4.1.2 memtelemetry/haproxy:2.6)
+  memtelemetry/producer-api:0.2.0 memtelemetry/consumer-worker:0.2.0
+  memtelemetry/memtel-agent:0.2.0 memtelemetry/kafka:4.1.2 memtelemetry/haproxy:2.6)
 
 run_started=$SECONDS
 step_started=$SECONDS
@@ -65,7 +72,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 step "Docker engine"
-if [ "$(bash scripts/docker-engine.sh start)" = started ]; then
+# A separate assignment, so that an engine that cannot start stops this script here.
+engine=$(bash scripts/docker-engine.sh start)
+if [ "$engine" = started ]; then
   engine_started_here=true
   echo "started dockerd for this run; it is stopped at the end"
 else
@@ -81,6 +90,7 @@ step "base image"
 bash scripts/base-image.sh
 done_step
 
+build_images() {
 step "images: ${BUILT_SERVICES[*]} ${CLUSTER_BUILT_SERVICES[*]}"
 first_build=false
 for image in "${BUILT_IMAGES[@]}"; do
@@ -111,6 +121,10 @@ else
   echo "rebuild with every image present (layer cache): $((SECONDS - step_started))s"
 fi
 done_step
+}
+if $build_images; then
+  build_images
+fi
 
 step "$*"
 "$@"

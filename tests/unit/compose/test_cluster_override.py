@@ -292,7 +292,7 @@ def test_three_workers_each_a_static_member_under_its_own_stable_id(
     for name in WORKERS:
         worker = services[name]
         assert worker["hostname"] == name
-        assert worker["image"] == "memtelemetry/consumer-worker:0.1.0"
+        assert worker["image"] == "memtelemetry/consumer-worker:0.2.0"
         assert worker["healthcheck"]["interval"]
         assert worker["stop_grace_period"]
         environment = service_environment(worker)
