@@ -25,6 +25,7 @@ from producer_api.publisher import KafkaPublisher, Publisher
 from producer_api.request_ids import with_request_ids
 from producer_api.request_metrics import RequestCounting
 from producer_api.routes import health, readings
+from producer_api.schemas import exact_bounds
 from producer_api.settings import ProducerSettings
 from producer_api.store import ReadingStore
 from telemetry_common.logs import configure_logging
@@ -79,6 +80,7 @@ class ProducerApi(FastAPI):
             schema = super().openapi()
             if self.key_check is not None:
                 self.key_check.document(schema)
+            exact_bounds(schema)
         return super().openapi()
 
 
@@ -142,6 +144,8 @@ def create_app(
         # FastAPI's docs pages load their assets from a CDN; install_docs serves them.
         docs_url=None,
         redoc_url=None,
+        # Every operation, present or future, is named after its route: `publish_reading`.
+        generate_unique_id_function=lambda route: route.name,
     )
     install_docs(app)
     install_error_handlers(app)

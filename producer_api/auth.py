@@ -36,11 +36,7 @@ api_key_header = APIKeyHeader(
     auto_error=False,
 )
 
-_ERROR_BODY: Final = {
-    "type": "object",
-    "properties": {"detail": {"type": "string"}},
-    "required": ["detail"],
-}
+_ERROR_BODY: Final = {"$ref": "#/components/schemas/ErrorMessage"}
 _KEY_RESPONSES: Final[dict[str, dict[str, Any]]] = {
     "401": {
         "description": "No `X-API-Key` header; `WWW-Authenticate: APIKey`.",

@@ -11,6 +11,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producer_api.schemas import Offset, Partition
 from telemetry_common.contract import (
     EXAMPLE_READING,
     MACHINE_ID_MAX_LENGTH,
@@ -51,7 +52,7 @@ def _largest_item_bytes() -> int:
     bounds = MemoryReading.model_json_schema()["properties"]
     largest = {
         "machine_id": "a" * MACHINE_ID_MAX_LENGTH,
-        "reading": {name: field["maximum"] for name, field in bounds.items()},
+        "reading": {name: field["exclusiveMaximum"] - 1 for name, field in bounds.items()},
     }
     # json.dumps' default separators (", " and ": ") are the widest of common encoders.
     return len(json.dumps(largest)) + len(", ")
@@ -64,8 +65,8 @@ class AcknowledgedItem(BaseModel):
     """The broker acknowledged this item's record: where it is."""
 
     status: Literal["acknowledged"] = "acknowledged"
-    partition: int
-    offset: int
+    partition: Partition
+    offset: Offset
 
 
 class FailedItem(BaseModel):
@@ -79,6 +80,6 @@ class FailedItem(BaseModel):
 class BatchAnswer(BaseModel):
     """What became of each item, in the order of the request."""
 
-    acknowledged: int = Field(description="How many items the broker acknowledged.")
-    failed: int = Field(description="How many it did not; resend those (see `items`).")
+    acknowledged: int = Field(ge=0, description="How many items the broker acknowledged.")
+    failed: int = Field(ge=0, description="How many it did not; resend those (see `items`).")
     items: list[AcknowledgedItem | FailedItem]

@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from producer_api.paging import Cursor, encode_cursor
 from producer_api.store import ReadingStore
-from telemetry_common.contract import is_valid_machine_id
+from telemetry_common.contract import (
+    MACHINE_ID_MAX_LENGTH,
+    MACHINE_ID_PATTERN,
+    is_valid_machine_id,
+)
 
 DEFAULT_FLEET_PAGE: Final = 100
 MAX_FLEET_PAGE: Final = 1000
@@ -55,11 +59,11 @@ class NotSeenCursor(_MachineCursor):
 class FleetMachine(BaseModel):
     """A machine with a stored reading."""
 
-    machine_id: str
+    machine_id: str = Field(pattern=MACHINE_ID_PATTERN, max_length=MACHINE_ID_MAX_LENGTH)
     last_seen: datetime = Field(
         description="The Kafka timestamp of its latest stored reading, in UTC."
     )
-    last_seen_ms: int = Field(description="The same, in milliseconds since the epoch.")
+    last_seen_ms: int = Field(ge=0, description="The same, in milliseconds since the epoch.")
 
     @classmethod
     def of(cls, machine_id: str, last_seen_ms: int) -> FleetMachine:

@@ -25,8 +25,14 @@ from pydantic import (
 )
 
 from producer_api.paging import Cursor, decode_cursor, encode_cursor
+from producer_api.schemas import Offset, Partition
 from producer_api.store import ReadingStore
-from telemetry_common.contract import EXAMPLE_READING, MemoryReading
+from telemetry_common.contract import (
+    EXAMPLE_READING,
+    MACHINE_ID_MAX_LENGTH,
+    MACHINE_ID_PATTERN,
+    MemoryReading,
+)
 from telemetry_common.storage import StoredHistoryEntry
 
 DEFAULT_HISTORY_PAGE: Final = 100
@@ -137,9 +143,11 @@ class HistoryEntry(BaseModel):
 
     reading: MemoryReading
     timestamp: datetime = Field(description="The record's Kafka timestamp, in UTC.")
-    timestamp_ms: int = Field(description="The same, in milliseconds since the epoch.")
-    partition: int = Field(description="The record's Kafka partition.")
-    offset: int = Field(description="The record's Kafka offset.")
+    timestamp_ms: int = Field(
+        ge=0, le=MAX_INSTANT_MS, description="The same, in milliseconds since the epoch."
+    )
+    partition: Partition = Field(description="The record's Kafka partition.")
+    offset: Offset = Field(description="The record's Kafka offset.")
 
     @classmethod
     def of(cls, stored: StoredHistoryEntry) -> HistoryEntry:
@@ -179,7 +187,7 @@ class HistoryPage(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [_PAGE_EXAMPLE]})
 
-    machine_id: str
+    machine_id: str = Field(pattern=MACHINE_ID_PATTERN, max_length=MACHINE_ID_MAX_LENGTH)
     entries: list[HistoryEntry]
     next: str | None = Field(
         description=(

@@ -20,6 +20,9 @@ from starlette.datastructures import URL
 
 # Far longer than any cursor this API writes; a longer value is refused unread.
 MAX_CURSOR_LENGTH: Final = 512
+# The characters of unpadded base64url, the only ones a cursor holds (the document says
+# so; that a value of them is one this API gave out, no schema can say).
+CURSOR_PATTERN: Final = "^[A-Za-z0-9_-]+$"
 
 CursorT = TypeVar("CursorT", bound="Cursor")
 

@@ -22,7 +22,7 @@ from fastapi import (
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import WithJsonSchema
 
 from producer_api.batch_models import BatchAnswer, MachineReading
 from producer_api.consistency import (
@@ -57,9 +57,22 @@ from producer_api.history import (
     read_history,
 )
 from producer_api.json_route import JSON_MEDIA_TYPE, StrictJsonRoute
-from producer_api.paging import MAX_CURSOR_LENGTH, CursorT, decode_cursor, next_link
+from producer_api.paging import CURSOR_PATTERN, MAX_CURSOR_LENGTH, CursorT, decode_cursor, next_link
 from producer_api.publisher import DeliveryError, DeliveryReport
 from producer_api.record_batch import encode_batch
+from producer_api.schemas import (
+    BAD_BODY,
+    MAX_PARTITION,
+    NOT_FOUND,
+    OFFSET_LIMIT,
+    RETRY_AFTER_HEADER,
+    UNAVAILABLE,
+    ErrorMessage,
+    Liveness,
+    Readiness,
+    ReadingByMachine,
+    error_answer,
+)
 from telemetry_common.contract import (
     EXAMPLE_READING,
     MACHINE_ID_MAX_LENGTH,
@@ -87,27 +100,15 @@ MachineId = Annotated[
     ),
 ]
 
-
-class ErrorMessage(BaseModel):
-    """The body of an error answer other than 422: what was wrong, in words."""
-
-    detail: str
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {
-        "model": ErrorMessage,
-        "description": description,
-        "content": {"application/json": {"example": {"detail": example}}},
-    }
-
-
 _KAFKA_POSITION_HEADERS: dict[str, Any] = {
     PARTITION_HEADER: {
         "description": "Kafka partition of the record.",
-        "schema": {"type": "integer"},
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION},
     },
-    OFFSET_HEADER: {"description": "Kafka offset of the record.", "schema": {"type": "integer"}},
+    OFFSET_HEADER: {
+        "description": "Kafka offset of the record.",
+        "schema": {"type": "integer", "minimum": 0, "exclusiveMaximum": OFFSET_LIMIT},
+    },
 }
 _PUBLISHED_HEADERS: dict[str, Any] = {
     **_KAFKA_POSITION_HEADERS,
@@ -119,36 +120,6 @@ _PUBLISHED_HEADERS: dict[str, Any] = {
         "schema": {"type": "string", "example": "4:17"},
     },
 }
-_UNAVAILABLE: dict[str, Any] = {
-    "model": ErrorMessage,
-    "description": "Kafka or Redis is unavailable; retry after `Retry-After` seconds.",
-    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-}
-
-
-# The answers to a bad request body, in the order they are checked (422, the model's
-# errors, comes last and FastAPI documents it itself).
-_BAD_BODY: dict[int | str, dict[str, Any]] = {
-    400: _error(
-        "The body is not strict JSON: empty, not UTF-8, not JSON, a duplicate key, NaN or "
-        "Infinity, an integer of more than 20 digits, or nested too deeply.",
-        'duplicate key "used" in a JSON object',
-    ),
-    # Starlette's body limit answers in plain text when Content-Length already says the
-    # body is too large (the route never runs), in JSON when a streamed body passes it.
-    413: {
-        "model": ErrorMessage,
-        "description": "The body is larger than `API_MAX_BODY_BYTES`.",
-        "content": {
-            "application/json": {"example": {"detail": "Content Too Large"}},
-            "text/plain": {"schema": {"type": "string"}, "example": "Content Too Large"},
-        },
-    },
-    415: _error(
-        "The body is not `application/json` in UTF-8, or has a Content-Encoding.",
-        "the body must be application/json",
-    ),
-}
 
 readings = APIRouter(tags=["readings"], route_class=StrictJsonRoute)
 health = APIRouter(tags=["health"])
@@ -156,15 +127,16 @@ health = APIRouter(tags=["health"])
 
 @readings.post(
     "/cpu-info/{machine_id}",
+    operation_id="publish_reading",
     summary="Publish a memory reading",
-    response_model=dict[str, MemoryReading],
+    response_model=ReadingByMachine,
     responses={
         200: {
             "description": "The broker acknowledged the reading.",
             "headers": _PUBLISHED_HEADERS,
         },
-        **_BAD_BODY,
-        503: _UNAVAILABLE,
+        **BAD_BODY,
+        503: UNAVAILABLE,
     },
 )
 async def publish_reading(
@@ -211,10 +183,6 @@ _BATCH_EXAMPLE = [
     },
     {"machine_id": "db-01", "reading": dict(EXAMPLE_READING)},
 ]
-_RETRY_AFTER_HEADER: dict[str, Any] = {
-    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-}
-
 BatchBody = Annotated[
     list[MachineReading],
     Body(
@@ -248,6 +216,7 @@ async def _batch_within_bound(request: Request, settings: SettingsDep) -> None:
 
 @readings.post(
     "/cpu-info",
+    operation_id="publish_batch",
     summary="Publish a batch of readings",
     response_model=BatchAnswer,
     dependencies=[Depends(_batch_within_bound)],
@@ -264,10 +233,10 @@ async def _batch_within_bound(request: Request, settings: SettingsDep) -> None:
                 "the `failed` ones (from the first failed one on, to keep each machine's "
                 "order)."
             ),
-            "headers": _RETRY_AFTER_HEADER,
+            "headers": RETRY_AFTER_HEADER,
             "content": {JSON_MEDIA_TYPE: {"example": _PARTLY_FAILED_EXAMPLE}},
         },
-        **_BAD_BODY,
+        **BAD_BODY,
         413: {
             "model": ErrorMessage,
             "description": (
@@ -299,7 +268,7 @@ async def _batch_within_bound(request: Request, settings: SettingsDep) -> None:
         503: {
             "model": ErrorMessage,
             "description": "Kafka acknowledged none of the readings; retry the whole batch.",
-            "headers": _RETRY_AFTER_HEADER,
+            "headers": RETRY_AFTER_HEADER,
         },
     },
 )
@@ -369,16 +338,14 @@ TokenQuery = Annotated[
 
 @readings.get(
     "/cpu-info/{machine_id}",
+    operation_id="get_latest_reading",
     summary="Read a machine's latest reading",
-    response_model=dict[str, MemoryReading],
+    response_model=ReadingByMachine,
     responses={
         200: {"description": "The latest stored reading.", "headers": _KAFKA_POSITION_HEADERS},
-        404: {
-            "description": "No reading stored for this machine.",
-            "content": {"application/json": {"example": {"detail": "Data not found"}}},
-        },
+        404: error_answer("No reading stored for this machine.", NOT_FOUND),
         503: {
-            **_UNAVAILABLE,
+            **UNAVAILABLE,
             "description": (
                 "Kafka or Redis is unavailable; or, with a consistency token, the reading "
                 "it names is not stored yet after `API_CONSISTENCY_WAIT_MS` (the worker is "
@@ -386,7 +353,7 @@ TokenQuery = Annotated[
                 "`Retry-After` seconds."
             ),
             "content": {
-                "application/json": {
+                JSON_MEDIA_TYPE: {
                     "example": {
                         "detail": "the reading of consistency token 4:17 is not stored yet: "
                         "the view of partition 4 is built up to offset 12. Retry after 1 s."
@@ -428,7 +395,7 @@ async def latest_reading(
                 headers={"Retry-After": str(CONSISTENCY_RETRY_AFTER_SECONDS)},
             ) from None
     if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Data not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
     response.headers[PARTITION_HEADER] = str(stored.partition)
     response.headers[OFFSET_HEADER] = str(stored.offset)
     return {machine_id: stored.reading}
@@ -453,7 +420,14 @@ def _decoded(text: str | None, model: type[CursorT]) -> CursorT | None:
 CursorParam = Annotated[
     str | None,
     # Documented without null: absent is how a client starts from the first page.
-    WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_CURSOR_LENGTH,
+            "pattern": CURSOR_PATTERN,
+        }
+    ),
     Query(
         max_length=MAX_CURSOR_LENGTH,
         description="The `next` of the previous page (also in its `Link` header); none for "
@@ -478,15 +452,13 @@ _LINK_HEADER: dict[str, Any] = {
 
 @readings.get(
     "/cpu-info/{machine_id}/history",
+    operation_id="get_history",
     summary="Read a machine's history",
     response_model=HistoryPage,
     responses={
         200: {"description": "A page of stored readings, newest first.", "headers": _LINK_HEADER},
-        404: {
-            "description": "Nothing is stored for this machine: no history, no reading.",
-            "content": {"application/json": {"example": {"detail": "Data not found"}}},
-        },
-        503: _UNAVAILABLE,
+        404: error_answer("Nothing is stored for this machine: no history, no reading.", NOT_FOUND),
+        503: UNAVAILABLE,
     },
 )
 async def reading_history(
@@ -523,18 +495,19 @@ async def reading_history(
             cursor=_decoded(cursor, HistoryCursor),
         )
     except UnknownMachineError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Data not found") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND) from None
     _link_next_page(request, response, page)
     return page
 
 
 @readings.get(
     "/cpu-info",
+    operation_id="list_machines",
     summary="List the machines",
     response_model=FleetPage,
     responses={
         200: {"description": "A page of machines.", "headers": _LINK_HEADER},
-        503: _UNAVAILABLE,
+        503: UNAVAILABLE,
     },
 )
 async def fleet(
@@ -578,8 +551,17 @@ async def fleet(
 
 @health.get(
     "/healthz",
+    operation_id="check_liveness",
     summary="Liveness",
-    responses={503: {"description": "The Kafka producer failed for good: restart the process."}},
+    response_model=Liveness,
+    responses={
+        200: {"content": {JSON_MEDIA_TYPE: {"example": {"status": "ok"}}}},
+        503: {
+            "model": Liveness,
+            "description": "The Kafka producer failed for good: restart the process.",
+            "content": {JSON_MEDIA_TYPE: {"example": {"status": "producer failed"}}},
+        },
+    },
 )
 async def liveness(publisher: PublisherDep) -> JSONResponse:
     """The process serves requests and its Kafka producer is usable (a producer that hit a
@@ -591,8 +573,23 @@ async def liveness(publisher: PublisherDep) -> JSONResponse:
 
 @health.get(
     "/readyz",
+    operation_id="check_readiness",
     summary="Readiness",
-    responses={503: {"description": "A dependency is not reachable."}},
+    response_model=Readiness,
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "A dependency is not reachable.",
+            "content": {
+                JSON_MEDIA_TYPE: {
+                    "example": {
+                        "status": "not ready",
+                        "checks": {"kafka": "ok", "redis": "unavailable"},
+                    }
+                }
+            },
+        },
+    },
 )
 async def readiness(
     publisher: PublisherDep, store: StoreDep, settings: SettingsDep

@@ -30,7 +30,12 @@ _MACHINE_ID_RE: Final = re.compile(MACHINE_ID_PATTERN)
 # The largest value a signed 64-bit integer holds; far above any real memory size,
 # and a bound every JSON and Redis consumer of the data can represent.
 _MAX_KIB: Final = 2**63 - 1
-KiB = Annotated[int, Field(ge=0, le=_MAX_KIB, description="Kibibytes (KiB), as `free` prints them")]
+# The same bound as "less than 2**63": the OpenAPI document holds bounds as floats
+# (FastAPI's schema model), and 2**63 is one exactly, where 2**63 - 1 rounds up to it.
+KIB_LIMIT: Final = _MAX_KIB + 1
+KiB = Annotated[
+    int, Field(ge=0, lt=KIB_LIMIT, description="Kibibytes (KiB), as `free` prints them")
+]
 
 RECORD_SCHEMA_VERSION: Final = 1
 RECORD_CONTENT_TYPE: Final = "application/json"

@@ -1,23 +1,28 @@
 """Schemathesis hooks of the HTTP fuzzing (loaded through `schemathesis.toml`).
 
-Bodies that schemathesis generates as valid are made valid for the reading model too,
-so that `positive_data_acceptance` judges the API and not the generator:
+The OpenAPI document says everything the API checks that JSON Schema can say: each
+column's bounds (`minimum: 0`, `exclusiveMaximum: 2**63`, exact integers), the machine
+id's and the consistency token's patterns, the cursor's alphabet and length, every
+limit. Inputs are sent as generated, but for the three rules no JSON Schema can
+express, each adjusted in the narrowest way that keeps a valid case valid:
 
-* the model refuses a column larger than `total` (the parts of a machine's memory
-  cannot exceed it), a rule JSON Schema cannot express: `total` is raised to the
-  largest column, in bodies generated as invalid too (it cannot make them valid);
-* JSON Schema counts `1.0` as an integer, the model (documented: a float is refused)
-  does not: integral floats are sent as integers;
-* the generator compares against `maximum` in floating point, so it takes integers a
-  little above 2**63 - 1 for valid: they are brought down to it (in a single reading
-  and in each item of a batch).
+* A reading's columns are parts of its `total` and none may exceed it, a rule between
+  fields: `total` is raised to the largest column. In bodies generated as invalid too:
+  raising it never makes an invalid body valid, and schemathesis judges a "negative"
+  case whose mutation landed elsewhere (another item, the path) as valid.
+* The API takes integers written as integers only (`1.0` is refused, as documented),
+  while JSON Schema's data model holds `1.0` and `1` for the same number: in a body
+  generated as valid, integral floats are sent as integers.
+* A paging `cursor` is opaque: valid only as the API gave it out (any other is a 422,
+  `not a cursor of this listing`), which no pattern can say. A cursor generated as
+  valid is dropped, so the request asks for the first page.
 
-Bodies generated as invalid are otherwise left exactly as generated.
+One more corrects schemathesis itself, changing no input: its coverage phase at times
+labels a case valid while its own record of the case says a part was generated invalid
+(an `X-Consistency-Token: 0` header beside a near-boundary machine id). Such a case is
+labelled invalid, as its parts say, so the API's 422 is judged as the rejection it is.
 
-A paging `cursor` generated as valid is dropped: a cursor is opaque, valid only as the
-API gave it out (any other is a 422), which no schema can say. So is a consistency
-token generated as valid that does not match its documented pattern (the coverage phase
-sends `X-Consistency-Token: 0` as a valid header).
+docs/api.md ("The OpenAPI document") says the same.
 """
 
 from __future__ import annotations
@@ -28,11 +33,9 @@ from typing import Any
 import schemathesis
 from schemathesis import GenerationMode
 
-from producer_api.consistency import CONSISTENCY_HEADER, CONSISTENCY_PARAMETER, parse_token
 from telemetry_common.contract import MemoryReading
 
-_COLUMNS = tuple(MemoryReading.model_fields)
-_MAX_KIB = 2**63 - 1
+_COLUMNS = frozenset(MemoryReading.model_fields)
 
 
 def _as_integer(value: Any) -> Any:
@@ -41,55 +44,39 @@ def _as_integer(value: Any) -> Any:
     return value
 
 
-def _is_reading_shaped(body: Any) -> bool:
-    return (
-        isinstance(body, dict)
-        and set(body) == set(_COLUMNS)
-        and all(type(body[name]) is int and body[name] >= 0 for name in _COLUMNS)
-    )
-
-
-def _made_valid(reading: Any, *, generated_valid: bool) -> Any:
+def _reading_made_valid(reading: Any, *, generated_valid: bool) -> Any:
     """`reading` with `total` raised to its largest column (and, if generated valid, its
-    integral floats made integers and its columns brought down to the model's bound)."""
+    integral floats written as integers), if it is a reading's shape."""
     if not isinstance(reading, dict):
         return reading
-    body = (
-        {name: _as_integer(value) for name, value in reading.items()}
-        if generated_valid
-        else reading
-    )
-    if not _is_reading_shaped(body):
+    if generated_valid:
+        reading = {name: _as_integer(value) for name, value in reading.items()}
+    if set(reading) != _COLUMNS or not all(type(v) is int for v in reading.values()):
         return reading
-    columns = {name: min(body[name], _MAX_KIB) for name in _COLUMNS} if generated_valid else body
-    # The one rule JSON Schema cannot express. Raising total never makes an invalid body
-    # valid, so bodies generated as invalid get it too: schemathesis judges a "negative"
-    # case whose mutation landed elsewhere (another item, the stateful phase) as valid.
-    return {**columns, "total": max(columns.values())}
+    return {**reading, "total": max(reading.values())}
 
 
-def _drop_malformed_token(values: MutableMapping[str, Any], name: str) -> None:
-    try:
-        parse_token(str(values[name]))
-    except KeyError:
-        return
-    except ValueError:
-        del values[name]
+def _labelled_as_its_parts(case: schemathesis.Case[Any]) -> bool:
+    """Whether the case is valid, correcting a valid label on an invalid part."""
+    meta = case.meta
+    if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+        return False
+    if any(info.mode.is_negative for info in meta.components.values()):
+        meta.generation.mode = GenerationMode.NEGATIVE
+        return False
+    return True
 
 
 @schemathesis.hook
 def map_case(_: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
-    valid = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    valid = _labelled_as_its_parts(case)
     if valid and isinstance(case.query, MutableMapping):
         case.query.pop("cursor", None)
-        _drop_malformed_token(case.query, CONSISTENCY_PARAMETER)
-    if valid and isinstance(case.headers, MutableMapping):
-        _drop_malformed_token(case.headers, CONSISTENCY_HEADER)
     if isinstance(case.body, dict):
-        case.body = _made_valid(case.body, generated_valid=valid)
+        case.body = _reading_made_valid(case.body, generated_valid=valid)
     elif isinstance(case.body, list):  # a batch: each item's reading
         case.body = [
-            {**item, "reading": _made_valid(item["reading"], generated_valid=valid)}
+            {**item, "reading": _reading_made_valid(item["reading"], generated_valid=valid)}
             if isinstance(item, dict) and "reading" in item
             else item
             for item in case.body

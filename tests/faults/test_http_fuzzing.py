@@ -4,8 +4,15 @@ Schemathesis runs every check on a real uvicorn process of the API, backed by th
 session's real Kafka and Redis: examples from the document, the coverage phase
 (boundary values, wrong types, wrong content types, undocumented methods) and
 random generation. No input may make the API answer a 5xx other than the
-documented 503; its answers must match what the document says. Settings and the
-reasons behind them: schemathesis.toml here, and docs/reliability.md ("HTTP fuzzing").
+documented 503; its answers must match what the document says, and every request the
+document calls valid must be accepted ("schema-valid request rejected" is a failure).
+
+Inputs are sent as generated but for the three rules JSON Schema cannot express (no
+column above `total`; integers written as integers; a cursor only as the API gave it
+out), which fuzzing_hooks.py applies to the requests meant as valid, and one
+mislabelled case of schemathesis' coverage phase, which it relabels: the hooks' module
+says how and why. Settings and the reasons behind them: schemathesis.toml here,
+docs/reliability.md ("HTTP fuzzing") and docs/api.md ("The OpenAPI document").
 """
 
 from __future__ import annotations
