@@ -113,6 +113,13 @@ system_packages() {
   fi
   if ((${#missing[@]})); then
     apt_install "${missing[@]}"
+    # Under systemd, Debian's package starts its own Redis on 6379, the port the local
+    # stack's Redis takes by default: the stack runs its own, so the service this run
+    # installed is stopped and disabled (a Redis installed before is left alone).
+    if [[ " ${missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ]; then
+      log "stopping and disabling the redis-server service the package started"
+      as_root systemctl disable --now --quiet redis-server.service
+    fi
   fi
   if $want_stack; then
     .venv/bin/python -m devstack fetch-jars >/dev/null
