@@ -1,19 +1,21 @@
 """Pure logic of one batch: decode records, set bad ones aside, keep each machine's
-newest reading (with the ones it supersedes, for the history), compute offsets, and
-find where a partition must wait for an upgraded worker (a record of a newer
-schema_version than this worker reads)."""
+newest reading (with the ones it supersedes, for the history), apply retirements to
+them in offset order, compute offsets, and find where a partition must wait for an
+upgraded worker (a record of a newer schema_version than this worker reads)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from telemetry_common.contract import (
     RECORD_SCHEMA_VERSION,
     DecodedReading,
     decode_reading,
+    decode_retirement,
+    is_retirement,
     is_valid_machine_id,
     newer_schema_version,
 )
@@ -60,12 +62,23 @@ class HeldRecord:
     schema_version: int
 
 
+class Retirement(NamedTuple):
+    """A retirement record: the machine leaves the partition's view at this offset."""
+
+    machine_id: str
+    partition: int
+    offset: int
+
+
 @dataclass
 class Batch:
     """Readings to store, records to dead-letter, and the offsets both move to."""
 
     readings: list[ReadingWrite] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
+    # The last retirement of each machine and partition; `readings` holds only what
+    # came after it (see `apply_retirements`).
+    retirements: list[Retirement] = field(default_factory=list)
     # (topic, partition) -> the next offset to read, i.e. last processed + 1; for a
     # partition in `held`, the held record's offset (nothing from it on is handled).
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -112,6 +125,11 @@ def build_batch(
     Of a machine's readings only the newest is kept, carrying the others for the
     history (see `latest_per_machine`); the offsets still cover every record.
 
+    A retirement record (its `record-type` header) is no reading and no reject: the
+    machine leaves the partition's view at its offset, and only the machine's readings
+    after it are kept (see `apply_retirements`). A record marked a retirement that
+    breaks the contract is rejected like a broken reading.
+
     A record that a newer producer wrote, of a schema_version above every version this
     worker reads (`newer_schema_version`), is no fault of the record: its partition is
     held there (`Batch.held`), and neither it nor anything after it in its partition is
@@ -124,6 +142,7 @@ def build_batch(
     batch = Batch()
     next_offsets, record_counts, held = batch.next_offsets, batch.record_counts, batch.held
     readings = []
+    retirements: list[Retirement] = []
     for record in records:
         topic, partition, offset = record.topic() or "", record.partition(), record.offset()
         if partition is None or offset is None:
@@ -139,13 +158,20 @@ def build_batch(
         try:
             readings.append(to_reading_write(record, partition, offset))
         except Exception as exc:
+            error: Exception = exc
+            try:
+                retired = _retirement_of(record)
+            except Exception as retirement_exc:
+                retired, error = None, retirement_exc
+            if retired is not None:
+                retirements.append(Retirement(retired, partition, offset))
+                continue
             version = _newer_version_of(record)
             if version is not None and version > known:
                 held[position] = HeldRecord(offset, version)
                 next_offsets[position] = offset
                 batch.held_back[position] = 1
                 continue
-            error: Exception = exc
             if version is not None and version in newer:
                 try:
                     readings.append(to_reading_write(record, partition, offset, newer[version]))
@@ -155,9 +181,53 @@ def build_batch(
             batch.rejected.append(RejectedRecord(record, error))
             _log_rejection(record, topic, partition, offset, error)
     if held:
-        readings = _before_holds(batch, readings)
+        readings, retirements = _before_holds(batch, readings, retirements)
+    if retirements:
+        readings, batch.retirements = apply_retirements(readings, retirements)
     batch.readings = latest_per_machine(readings)
     return batch
+
+
+def _retirement_of(record: KafkaRecord) -> str | None:
+    """The machine a retirement record retires; None if the record is no retirement.
+    Raises (InvalidRecordError) if it is one that breaks the contract."""
+    try:
+        raw = record.headers() or []
+        headers = list(raw.items()) if isinstance(raw, dict) else list(raw)
+    except Exception:  # a header name that is not UTF-8: no retirement record of ours
+        return None
+    if not is_retirement(headers):
+        return None
+    key, value = record.key(), record.value()
+    return decode_retirement(
+        key.encode() if isinstance(key, str) else key,
+        value.encode() if isinstance(value, str) else value,
+    )
+
+
+def apply_retirements(
+    readings: Sequence[ReadingWrite], retirements: Sequence[Retirement]
+) -> tuple[list[ReadingWrite], list[Retirement]]:
+    """The readings that outlive the batch's retirements, and the retirements to apply.
+
+    A retirement removes what the view holds of the machine in its partition; a reading
+    of the machine before it in the same batch would be removed with it (so it is left
+    out), a reading after it brings the machine back (so it is kept, and written after
+    the removal: telemetry_common/lua/store_batch.lua removes first). Of a machine's
+    retirements in one partition only the last counts.
+    """
+    last: dict[tuple[str, int], Retirement] = {}
+    for retirement in retirements:
+        slot = (retirement.machine_id, retirement.partition)
+        kept = last.get(slot)
+        if kept is None or retirement.offset > kept.offset:
+            last[slot] = retirement
+    after = [
+        r
+        for r in readings
+        if (found := last.get((r.machine_id, r.partition))) is None or r.offset > found.offset
+    ]
+    return after, sorted(last.values(), key=lambda r: (r.partition, r.offset))
 
 
 def _newer_version_of(record: KafkaRecord) -> int | None:
@@ -172,7 +242,9 @@ def _newer_version_of(record: KafkaRecord) -> int | None:
         return None
 
 
-def _before_holds(batch: Batch, readings: list[ReadingWrite]) -> list[ReadingWrite]:
+def _before_holds(
+    batch: Batch, readings: list[ReadingWrite], retirements: list[Retirement]
+) -> tuple[list[ReadingWrite], list[Retirement]]:
     """Leave out what lies at or past a held record of its partition. Records come in
     offset order within a partition, so this finds nothing more; it keeps the rule
     whatever the order."""
@@ -188,10 +260,11 @@ def _before_holds(batch: Batch, readings: list[ReadingWrite]) -> list[ReadingWri
         return False
 
     kept = [r for r in readings if before(r.partition, r.offset)]
+    retirements = [r for r in retirements if before(r.partition, r.offset)]
     batch.rejected = [r for r in batch.rejected if before(r.record.partition(), r.record.offset())]
     for position, hold in batch.held.items():
         batch.next_offsets[position] = hold.offset
-    return kept
+    return kept, retirements
 
 
 def _log_rejection(

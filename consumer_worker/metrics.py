@@ -79,6 +79,12 @@ class WorkerMetrics:
             "Records the worker could not use, acknowledged by the dead-letter topic.",
             registry=registry,
         )
+        self.retirements_applied = Counter(
+            "memtel_worker_retirements_applied",
+            "Retirement records applied: the machine's latest reading, history and fleet "
+            "entries of the record's partition removed (docs/api.md, retiring a machine).",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "memtel_worker_batch_size_records",
             "Records per batch taken from Kafka.",

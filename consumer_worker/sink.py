@@ -1,5 +1,6 @@
-"""Writes batches of readings to Redis, each partition's with the offset it builds the
-partition's view up to (telemetry_common.layout: one slot per partition)."""
+"""Writes batches of readings (and retirements) to Redis, each partition's with the
+offset it builds the partition's view up to (telemetry_common.layout: one slot per
+partition)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import redis.cluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisClusterException, RedisError
 
-from telemetry_common.layout import partition_keys, placements_key
+from telemetry_common.layout import LEGACY_KEYS, partition_keys, placements_key
 from telemetry_common.partitioning import Placement
 from telemetry_common.redis_client import SyncRedis
 from telemetry_common.storage import (
@@ -45,7 +46,9 @@ class RedisSink:
         return partition_keys(partition).built(self._group, self._topic)
 
     def write_batch(
-        self, batch: Mapping[int, tuple[PartitionStep, Sequence[ReadingWrite]]]
+        self,
+        batch: Mapping[int, tuple[PartitionStep, Sequence[ReadingWrite]]],
+        retired: Mapping[int, Sequence[str]] | None = None,
     ) -> dict[int, StoreBatchResult]:
         """Per partition of `batch`, in one atomic step: store each reading unless a
         newer one is there, append it and its `earlier` readings to the machine's history
@@ -61,9 +64,24 @@ class RedisSink:
 
         One EVALSHA per partition, all in one pipeline: one round trip on a standalone
         Redis, one per master on a cluster.
+
+        `retired`: per partition, the machines its retirement records in the batch
+        retire; the script removes their keys of the partition before the readings
+        (which are only those after the retirement). Their keys of the older layout go
+        first, in calls of their own (those keys are in no partition's slot): a
+        partition's view never counts a retirement as applied while they are there.
         """
+        retired = retired or {}
+        if any(retired.values()):
+            self._forget_legacy(sorted({m for machines in retired.values() for m in machines}))
         calls = {
-            partition: store_batch_call(self.built_key(partition), step, readings, self._history)
+            partition: store_batch_call(
+                self.built_key(partition),
+                step,
+                readings,
+                self._history,
+                retired.get(partition, ()),
+            )
             for partition, (step, readings) in batch.items()
         }
         replies = self._run_scripts(list(calls.values()))
@@ -75,6 +93,25 @@ class RedisSink:
                 result = StoreBatchResult(written=0)
             results[partition] = result
         return results
+
+    def _forget_legacy(self, machine_ids: Sequence[str]) -> None:
+        """Remove retired machines from the older layout (`memtel:v1`), which the API
+        reads while an upgrade from it is underway, and from which `upgrade finish`
+        copies. Idempotent: a replayed retirement removes nothing more. An ACL user
+        limited to this layout's keys cannot see the older one, and needs nothing here.
+        """
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for machine_id in machine_ids:
+                    pipe.delete(LEGACY_KEYS.latest(machine_id))
+                    pipe.delete(LEGACY_KEYS.history(machine_id))
+                    pipe.zrem(LEGACY_KEYS.last_seen, machine_id)
+                    pipe.zrem(LEGACY_KEYS.machine_ids, machine_id)
+                pipe.execute()
+        except NoPermissionError:
+            return
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
 
     def put(self, readings: Sequence[StoredReading]) -> int:
         """Store readings outside the log's order (no built offset is checked or moved;

@@ -4,7 +4,8 @@ Kafka is the log and Redis a view of it. Each batch goes:
 
 1. records that cannot become a write go to the dead-letter topic, and the worker
    waits until the broker acknowledged them;
-2. the readings (only each machine's newest) go to Redis, one atomic script per
+2. the readings (only each machine's newest) and the retirements (a machine removed
+   from the view, in offset order with its readings) go to Redis, one atomic script per
    partition, each together with the offset up to which that partition's view is now
    built (every key of a partition is in one slot: telemetry_common.layout); the write
    runs on a thread of its own while this thread polls and decodes the next batch;
@@ -98,6 +99,8 @@ _METADATA_TIMEOUT_SECONDS = 5.0
 
 # Per partition of a batch: its step and its readings.
 PartitionWrites = dict[int, tuple[PartitionStep, list[ReadingWrite]]]
+# Per partition of a batch: the machines its retirement records retire.
+PartitionRetirements = dict[int, list[str]]
 
 
 @dataclass
@@ -106,6 +109,7 @@ class _PendingWrite:
 
     batch: Batch
     writes: PartitionWrites
+    retired: PartitionRetirements
     result: Future[dict[int, StoreBatchResult]]
 
 
@@ -374,14 +378,20 @@ class ConsumerWorker:
         for reading in batch.readings:
             if reading.partition in writes:
                 writes[reading.partition][1].append(reading)
+        retired: PartitionRetirements = {}
+        for retirement in batch.retirements:
+            if retirement.partition in writes:
+                retired.setdefault(retirement.partition, []).append(retirement.machine_id)
         self._note_placements_of(batch.readings)
         if writes:
-            result = self._writer.submit(self._timed_write, writes)
-            self._pending_write = _PendingWrite(batch, writes, result)
+            result = self._writer.submit(self._timed_write, writes, retired)
+            self._pending_write = _PendingWrite(batch, writes, retired, result)
 
-    def _timed_write(self, writes: PartitionWrites) -> dict[int, StoreBatchResult]:
+    def _timed_write(
+        self, writes: PartitionWrites, retired: PartitionRetirements
+    ) -> dict[int, StoreBatchResult]:
         started = time.perf_counter()
-        results = self._sink.write_batch(writes)
+        results = self._sink.write_batch(writes, retired)
         self.metrics.redis_write_duration.observe(time.perf_counter() - started)
         return results
 
@@ -401,7 +411,7 @@ class ConsumerWorker:
         except RedisError as exc:
             self._log_retry_of("Redis write", 1, exc, self.metrics.redis_failures.labels("write"))
             results = self._until_done(
-                lambda: self._timed_write(pending.writes),
+                lambda: self._timed_write(pending.writes, pending.retired),
                 RedisError,
                 "Redis write",
                 self.metrics.redis_failures.labels("write"),
@@ -436,7 +446,13 @@ class ConsumerWorker:
             sum(batch.record_counts.values())
             - len(batch.rejected)
             - len(batch.readings)
+            - len(batch.retirements)
             - sum(batch.held_back.values())
+        )
+        # The retirements of partitions out of step are replayed, so counted later.
+        in_step_partitions = {p for p, r in results.items() if r.in_step}
+        self.metrics.retirements_applied.inc(
+            sum(1 for r in batch.retirements if r.partition in in_step_partitions)
         )
         self.metrics.readings_written.inc(written)
         self.metrics.readings_stale.inc(stale)
@@ -882,6 +898,7 @@ def _without_partitions(batch: Batch, partitions: set[int]) -> Batch:
     return Batch(
         readings=[r for r in batch.readings if r.partition not in partitions],
         rejected=[r for r in batch.rejected if r.record.partition() not in partitions],
+        retirements=[r for r in batch.retirements if r.partition not in partitions],
         next_offsets={k: v for k, v in batch.next_offsets.items() if k[1] not in partitions},
         record_counts={k: v for k, v in batch.record_counts.items() if k[1] not in partitions},
         held={k: v for k, v in batch.held.items() if k[1] not in partitions},

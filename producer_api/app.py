@@ -24,6 +24,7 @@ from producer_api.metrics import METRICS_PATH, ApiMetrics
 from producer_api.publisher import KafkaPublisher, Publisher
 from producer_api.request_ids import with_request_ids
 from producer_api.request_metrics import RequestCounting
+from producer_api.retirement import retirements
 from producer_api.routes import health, readings
 from producer_api.schemas import exact_bounds
 from producer_api.settings import ProducerSettings
@@ -151,6 +152,7 @@ def create_app(
     install_error_handlers(app)
     # At router level: every readings route, present or future, needs the key.
     app.include_router(readings, dependencies=[Depends(key_check)] if key_check else [])
+    app.include_router(retirements, dependencies=[Depends(key_check)] if key_check else [])
     app.include_router(ingest_formats, dependencies=[Depends(key_check)] if key_check else [])
     app.include_router(health)
     # For Prometheus, not for API clients: outside the OpenAPI document.

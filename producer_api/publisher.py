@@ -301,6 +301,8 @@ class KafkaPublisher:
                     value=record.value,
                     key=record.key,
                     headers=record.headers,
+                    # ANY_PARTITION (librdkafka's own default) unless the record names one.
+                    partition=record.partition,
                     timestamp=record.timestamp_ms,
                     on_delivery=functools.partial(note, awaited, index),
                 )

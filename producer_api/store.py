@@ -30,7 +30,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, RedisClusterException
 
 from telemetry_common.layout import LEGACY_KEYS, PartitionKeys, partition_keys, placements_key
-from telemetry_common.partitioning import Placement, candidate_partitions
+from telemetry_common.partitioning import (
+    PARTITIONER,
+    Placement,
+    candidate_partitions,
+    partition_of,
+)
 from telemetry_common.redis_client import AsyncRedis
 from telemetry_common.storage import (
     StoredHistoryEntry,
@@ -126,6 +131,19 @@ class ReadingStore:
         count = max((p.partition_count for p in placements), default=0)
         sources = [partition_keys(p) for p in range(count)]
         return [*sources, LEGACY_KEYS] if legacy else sources
+
+    async def partitions_of(self, machine_id: str) -> list[int]:
+        """Every partition the machine's readings may be in: its partition under each
+        placement the workers noted (one, unless partitions were added)."""
+        placements, _ = await self._layout()
+        return candidate_partitions(machine_id, placements)
+
+    async def current_partition(self, machine_id: str) -> int | None:
+        """The partition this project's partitioner sends the machine's readings to under
+        the largest partition count the workers noted (None: none noted yet)."""
+        placements, _ = await self._layout()
+        counts = [p.partition_count for p in placements if p.partitioner == PARTITIONER]
+        return partition_of(machine_id, max(counts)) if counts else None
 
     async def latest(self, machine_id: str) -> StoredReading | None:
         """The machine's newest stored reading (None: none)."""

@@ -4,6 +4,8 @@
 * `ReadingRecord`: the versioned JSON envelope that is the record's value.
 * `KafkaRecord`: key (the machine id, UTF-8), value and headers, as one value that a
   publisher takes whole.
+* `RetirementRecord`: the value of a retirement record (`encode_retirement`), which
+  removes a machine from the view; its `record-type` header tells it from a reading.
 * `decode_record` reads a record back into the models; `decode_reading` applies the
   same rules for the worker, without building the models for a record in the form
   `encode_record` writes.
@@ -53,6 +55,12 @@ EXAMPLE_READING: Final = {
 KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 SCHEMA_VERSION_HEADER: Final = "schema-version"
+# Only on records that are no reading: what they are (`RETIREMENT_RECORD_TYPE`).
+RECORD_TYPE_HEADER: Final = "record-type"
+RETIREMENT_RECORD_TYPE: Final = "retirement"
+# A KafkaRecord's partition when the producer's partitioner chooses it (librdkafka's
+# RD_KAFKA_PARTITION_UA).
+ANY_PARTITION: Final = -1
 # Every record carries these: a reader can tell the encoding without decoding the value.
 _RECORD_HEADERS: Final[KafkaHeaders] = [
     ("content-type", RECORD_CONTENT_TYPE.encode()),
@@ -118,6 +126,9 @@ class KafkaRecord:
     key: bytes
     value: bytes
     headers: KafkaHeaders
+    # The partition to write to; ANY_PARTITION: the producer's partitioner chooses (by
+    # the key, as for every reading).
+    partition: int = ANY_PARTITION
     # The record's Kafka timestamp in ms since the epoch; 0: the producer's clock.
     timestamp_ms: int = 0
 
@@ -130,6 +141,62 @@ def encode_record(machine_id: str, reading: MemoryReading, received_at: datetime
         value=envelope.model_dump_json().encode("utf-8"),
         headers=list(_RECORD_HEADERS),
     )
+
+
+class RetirementRecord(BaseModel):
+    """The value of a retirement record: the machine leaves the view of the partition
+    the record is in (its latest reading, history and fleet entries). The worker applies
+    it in offset order with the readings: a later reading brings the machine back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = RECORD_SCHEMA_VERSION
+    machine_id: str
+    retired_at: datetime
+
+
+def encode_retirement(
+    machine_id: str, retired_at: datetime, partition: int = ANY_PARTITION
+) -> KafkaRecord:
+    """The retirement record of a machine, for `partition` (or where the partitioner
+    sends the machine's readings). A record with a value, not a tombstone: a record
+    without a value is a broken one (dead-lettered), so that no producer's slip can
+    retire a machine, and the value keeps the contract's envelope (`schema_version`,
+    `machine_id`) that every record carries."""
+    envelope = RetirementRecord(machine_id=machine_id, retired_at=retired_at)
+    return KafkaRecord(
+        key=machine_id.encode("utf-8"),
+        value=envelope.model_dump_json().encode("utf-8"),
+        headers=[*_RECORD_HEADERS, (RECORD_TYPE_HEADER, RETIREMENT_RECORD_TYPE.encode())],
+        partition=partition,
+    )
+
+
+def is_retirement(headers: Iterable[tuple[str, str | bytes | None]]) -> bool:
+    """Whether a record's headers mark it a retirement record."""
+    return any(
+        name == RECORD_TYPE_HEADER and value in (b"retirement", "retirement")
+        for name, value in headers
+    )
+
+
+def decode_retirement(key: bytes | None, value: bytes | None) -> str:
+    """The machine a retirement record retires; raise InvalidRecordError if the record
+    breaks the contract (as decode_record does for a reading)."""
+    if key is None or value is None:
+        raise InvalidRecordError("retirement record has no key or no value")
+    machine_id = _machine_id_of(key)
+    try:
+        record = RetirementRecord.model_validate_json(value)
+    except ValidationError as exc:
+        raise InvalidRecordError(f"value does not match the retirement schema: {exc}") from exc
+    if record.schema_version != RECORD_SCHEMA_VERSION:
+        raise InvalidRecordError(f"unsupported schema_version {record.schema_version}")
+    if record.machine_id != machine_id:
+        raise InvalidRecordError(
+            f"key {machine_id!r} and value machine_id {record.machine_id!r} disagree"
+        )
+    return machine_id
 
 
 def _machine_id_of(key: bytes) -> str:

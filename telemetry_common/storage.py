@@ -19,6 +19,10 @@ The same script keeps two more things of every reading (docs/history.md):
 * the fleet index: two sorted sets per partition of the machines with a stored reading,
   one by the time of each machine's latest reading (never moved backwards), one by
   machine id (a stable order to page through).
+
+A retirement record (contract.encode_retirement) removes a machine's keys of its
+partition and its fleet index entries in the same script call, before the readings of
+the batch that came after it: in offset order, as the log has them.
 """
 
 from __future__ import annotations
@@ -238,16 +242,19 @@ class StoreBatchResult:
     # partition: see docs/history.md).
     history_appended: int = 0
     history_refused: int = 0
+    # Retired machines that had something stored in the partition (now removed).
+    retired: int = 0
 
     @classmethod
     def from_reply(cls, reply: Sequence[object]) -> Self:
-        in_step, built, written, appended, refused = reply
+        in_step, built, written, appended, refused, *more = reply
         return cls(
             written=int(str(written)),
             in_step=int(str(in_step)) == 1,
             built_in_redis=parse_built_offset(built),
             history_appended=int(str(appended)),
             history_refused=int(str(refused)),
+            retired=int(str(more[0])) if more else 0,
         )
 
 
@@ -261,14 +268,20 @@ def store_batch_call(
     step: PartitionStep | None,
     readings: Sequence[ReadingWrite],
     history: HistoryRetention = NO_HISTORY,
+    retired: Sequence[str] = (),
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of lua/store_batch.lua for one partition's readings (all of
     `step.partition`; `step` None: leave the built offset alone): the retention and the
-    step, then one group per reading: the entries of its `earlier` readings if history is
-    kept and its own, then its JSON and receipt time for the latest hash."""
+    step, the machines `retired` (removed first: the readings given are those that came
+    after their retirement), then one group per reading: the entries of its `earlier`
+    readings if history is kept and its own, then its JSON and receipt time for the
+    latest hash."""
     partition = step.partition if step is not None else readings[0].partition
     keys_of = partition_keys(partition)
     keys = [built_key, keys_of.last_seen, keys_of.machine_ids]
+    for machine_id in retired:
+        # Its history too, whether or not history is kept now: it may be from before.
+        keys += [keys_of.latest(machine_id), keys_of.history(machine_id)]
     if step is None:
         expected, next_offset = _LEAVE_OFFSET, _LEAVE_OFFSET
     else:
@@ -280,6 +293,7 @@ def store_batch_call(
         expected,
         next_offset,
         len(keys_of.latest_prefix),
+        len(retired),
     ]
     for reading in readings:
         keys.append(keys_of.latest(reading.machine_id))

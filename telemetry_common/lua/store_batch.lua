@@ -7,12 +7,18 @@
 -- the worker replays the partition from there. Otherwise, for each machine: the
 -- readings go to its history (if kept), the newest to its latest hash unless a newer
 -- reading is there, and the machine to the fleet indexes; the built offset moves last.
+-- Retired machines (retirement records of the batch) are removed first: their latest
+-- hash, history and fleet index entries. The readings given for them are only those
+-- that came after their retirement, so this is the log's order.
 
 local built_key = KEYS[1]
 local last_seen_key = KEYS[2]
 local ids_key = KEYS[3]
--- KEYS[4...]: per machine, its latest hash, then its history stream if history is kept.
-local first_machine_key = 4
+-- KEYS[4...]: per retired machine, its latest hash and its history stream; then per
+-- machine with readings, its latest hash, then its history stream if history is kept.
+local retired_count = tonumber(ARGV[6])
+local first_retired_key = 4
+local first_machine_key = first_retired_key + 2 * retired_count
 
 -- Most history entries per machine ('0': no bound).
 local max_entries = ARGV[1]
@@ -25,10 +31,11 @@ local expected_offset = ARGV[3]
 local next_offset = ARGV[4]
 -- How long the latest hashes' key prefix is: the machine id follows it.
 local latest_prefix_length = tonumber(ARGV[5])
--- ARGV[6...]: one group per machine: its count of entries, the entries (oldest first;
+-- ARGV[6]: how many machines are retired (their keys come first, see KEYS).
+-- ARGV[7...]: one group per machine: its count of entries, the entries (oldest first;
 -- without history, only superseded ones of a later time), then the newest reading's
 -- JSON and receipt time, for the latest hash.
-local first_group = 6
+local first_group = 7
 
 -- The position an entry starts with: partition, offset, Kafka timestamp (ms).
 local ENTRY_POSITION = '^(%d+),(%d+),(%-?%d+),'
@@ -39,7 +46,17 @@ local AGE_STEPS = 100
 
 local current_offset = redis.call('GET', built_key) or ''
 if expected_offset ~= '*' and current_offset ~= expected_offset then
-  return {0, current_offset, 0, 0, 0}
+  return {0, current_offset, 0, 0, 0, 0}
+end
+
+-- Retirements first: a reading that came before one is not given, one after it is.
+local retired = 0
+for k = first_retired_key, first_machine_key - 1, 2 do
+  local machine = string.sub(KEYS[k], latest_prefix_length + 1)
+  local removed = redis.call('DEL', KEYS[k], KEYS[k + 1])
+  removed = removed + redis.call('ZREM', last_seen_key, machine)
+  removed = removed + redis.call('ZREM', ids_key, machine)
+  if removed > 0 then retired = retired + 1 end
 end
 
 -- Appends to an existing stream: false if there is none (then `create`).
@@ -181,4 +198,4 @@ end
 -- Last, so that an error above leaves the offset behind the readings (a harmless
 -- replay), never ahead of them.
 if next_offset ~= '*' then redis.call('SET', built_key, next_offset) end
-return {1, '', written, appended, refused}
+return {1, '', written, appended, refused, retired}

@@ -132,18 +132,18 @@ async def test_json_with_a_utf8_charset_is_accepted(client: httpx.AsyncClient) -
     assert response.status_code == 422  # read, then refused by the model: fields missing
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "HEAD"])
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "HEAD"])
 async def test_a_405_lists_every_method_served_on_the_path(
     client: httpx.AsyncClient, method: str
 ) -> None:
     response = await client.request(method, "/cpu-info/m1")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET, OPTIONS, POST"
+    assert response.headers["allow"] == "DELETE, GET, OPTIONS, POST"
 
 
 @pytest.mark.parametrize(
     ("path", "allow"),
-    [("/cpu-info/m1", "GET, OPTIONS, POST"), ("/readyz", "GET, OPTIONS")],
+    [("/cpu-info/m1", "DELETE, GET, OPTIONS, POST"), ("/readyz", "GET, OPTIONS")],
 )
 async def test_options_answers_204_with_the_methods_served(
     client: httpx.AsyncClient, path: str, allow: str

@@ -77,10 +77,10 @@ def test_the_batch_script_gets_the_step_then_every_reading() -> None:
         "built", PartitionStep(2, None, 42), [stored_reading().as_write()]
     )
     assert keys == ["built", KEYS.last_seen, KEYS.machine_ids, KEYS.latest("m1")]
-    # No history: retention 0 and 0, then the step, the prefix before machine ids, then
-    # a group of one entry and what the latest hash takes besides.
+    # No history: retention 0 and 0, then the step, the prefix before machine ids, no
+    # retired machines, then a group of one entry and what the latest hash takes besides.
     assert args == [
-        *(0, 0, "", "42", len(KEYS.latest_prefix)),
+        *(0, 0, "", "42", len(KEYS.latest_prefix), 0),
         1,
         "2,41,1700000000000,16318064,5204372,6104220,412908,5009472,10352120",
         '{"total":16318064,"used":5204372,"free":6104220,"shared":412908,'
@@ -108,7 +108,7 @@ def test_with_history_a_reading_brings_the_ones_it_superseded() -> None:
         KEYS.history("m1"),
     ]
     assert args == [
-        *(1000, 60_000, "7", "43", len(KEYS.latest_prefix)),
+        *(1000, 60_000, "7", "43", len(KEYS.latest_prefix), 0),
         2,
         first.entry(),
         second.entry(),

@@ -1,0 +1,180 @@
+"""`DELETE /cpu-info/{machine_id}`: retire a machine.
+
+A retirement is a record in the log, not a change made to Redis here: Redis is a view of
+the topic, and a view rebuilt from the topic must not bring the machine back. So the
+API publishes a retirement record (telemetry_common.contract.encode_retirement) keyed
+by the machine to every partition its readings may be in (its candidate partitions
+under each placement the workers noted, and wherever the partitioner sends it today),
+through the same acknowledged producer as the readings, and answers `202` once Kafka
+acknowledged every one. The worker applies each in offset order with the readings of
+its partition: it removes the machine's latest reading, history and fleet index entries
+of that partition; a reading published after the retirement brings the machine back.
+
+The answer's consistency token is the retirement's position in the partition the
+machine's readings go to now: a `GET` given it answers once the worker applied it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from producer_api.consistency import CONSISTENCY_HEADER, token_of
+from producer_api.deps import PublisherDep, SettingsDep, StoreDep
+from producer_api.errors import KAFKA_RETRY_AFTER_SECONDS
+from producer_api.publisher import DeliveryError, DeliveryReport
+from telemetry_common.contract import (
+    MACHINE_ID_MAX_LENGTH,
+    MACHINE_ID_PATTERN,
+    encode_retirement,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+# The partition a record goes to when the producer's partitioner chooses it.
+_PARTITIONER_CHOOSES: Final = -1
+
+retirements = APIRouter(tags=["readings"])
+
+RetiredMachineId = Annotated[
+    str,
+    Path(
+        pattern=MACHINE_ID_PATTERN,
+        max_length=MACHINE_ID_MAX_LENGTH,
+        description="The machine to retire (the id its readings were posted under).",
+        examples=["web-01"],
+    ),
+]
+
+
+class RetirementPosition(BaseModel):
+    """Where Kafka wrote one of the machine's retirement records."""
+
+    partition: int = Field(description="Kafka partition of the retirement record.")
+    offset: int = Field(description="Its offset there.")
+
+
+class RetirementAnswer(BaseModel):
+    """The answer to a retirement Kafka acknowledged."""
+
+    machine_id: str
+    consistency_token: str = Field(
+        description="The same as the `X-Consistency-Token` header: give it to `GET "
+        "/cpu-info/{machine_id}` to read the machine as retired (404).",
+        examples=["4:18"],
+    )
+    records: list[RetirementPosition] = Field(
+        description="Every retirement record, one per partition the machine's readings "
+        "may be in (one, unless partitions were added to the topic)."
+    )
+
+
+_DETAIL_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_RETRY_AFTER: Final[dict[str, Any]] = {
+    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+}
+
+
+@retirements.delete(
+    "/cpu-info/{machine_id}",
+    operation_id="retire_machine",
+    summary="Retire a machine",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RetirementAnswer,
+    responses={
+        202: {
+            "description": "Kafka acknowledged the retirement; the worker removes the "
+            "machine's latest reading, history and fleet entry when it reaches it.",
+            "headers": {
+                CONSISTENCY_HEADER: {
+                    "description": "`<partition>:<offset>` of the retirement: a `GET "
+                    "/cpu-info/{machine_id}` given it answers once it is applied (404).",
+                    "schema": {"type": "string", "example": "4:18"},
+                }
+            },
+        },
+        503: {
+            "description": "Kafka did not acknowledge every retirement record (or Redis, "
+            "where the partitions the machine was placed in are noted, is unavailable). "
+            "Nothing is confirmed; sending the `DELETE` again is safe.",
+            "headers": _RETRY_AFTER,
+            "content": {
+                "application/json": {
+                    "schema": _DETAIL_SCHEMA,
+                    "example": {
+                        "detail": "Kafka did not acknowledge the retirement of web-01 "
+                        "(Kafka refused the record: Local: Message timed out); it is not "
+                        "confirmed. Retry later: retiring a machine again is harmless."
+                    },
+                }
+            },
+        },
+    },
+)
+async def retire_machine(
+    machine_id: RetiredMachineId,
+    response: Response,
+    publisher: PublisherDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> RetirementAnswer | JSONResponse:
+    """Remove the machine from the view: its latest reading, its history and its entry in
+    the fleet listing, also in a view rebuilt from Kafka. Published as retirement records
+    to Kafka, keyed by the machine, one to each partition its readings may be in, and
+    answered once Kafka acknowledged them all; the worker applies them in order with the
+    readings, so a reading posted after the retirement brings the machine back.
+
+    Retiring a machine nothing is stored for is accepted all the same (it may have
+    readings the worker has not reached yet)."""
+    retired_at = utc_now()
+    # First the record the partitioner places, as it places the machine's readings now
+    # (the topic's partition count may have grown since a worker noted it); then one for
+    # every other partition the readings went to under a placement the workers noted.
+    current = await store.current_partition(machine_id)
+    others = [p for p in await store.partitions_of(machine_id) if p != current]
+    records = [
+        encode_retirement(machine_id, retired_at, partition)
+        for partition in [_PARTITIONER_CHOOSES, *others]
+    ]
+    outcomes = await publisher.publish_all(settings.kafka_topic, records)
+    failed = [outcome for outcome in outcomes if isinstance(outcome, DeliveryError)]
+    if failed:
+        logger.warning(
+            "Kafka did not acknowledge %d of the %d retirement records of %s: %s",
+            len(failed),
+            len(outcomes),
+            machine_id,
+            failed[0],
+        )
+        return JSONResponse(
+            {
+                "detail": f"Kafka did not acknowledge the retirement of {machine_id} "
+                f"({failed[0]}); it is not confirmed. Retry later: retiring a machine again "
+                "is harmless."
+            },
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
+        )
+    reports = [outcome for outcome in outcomes if isinstance(outcome, DeliveryReport)]
+    token = token_of(reports[0].partition, reports[0].offset)
+    response.headers[CONSISTENCY_HEADER] = token
+    logger.info(
+        "retired %s: %s",
+        machine_id,
+        ", ".join(f"{r.partition}:{r.offset}" for r in reports),
+        extra={"machine_id": machine_id},
+    )
+    return RetirementAnswer(
+        machine_id=machine_id,
+        consistency_token=token,
+        records=[RetirementPosition(partition=r.partition, offset=r.offset) for r in reports],
+    )
