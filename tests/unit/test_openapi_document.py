@@ -52,6 +52,12 @@ def test_each_operation_is_named_after_its_route(document: dict[str, Any]) -> No
     assert named.items() >= OPERATIONS.items()
 
 
+def test_the_ingest_formats_are_named_after_their_routes(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert paths["/v1/metrics"]["post"]["operationId"] == "export_otlp_metrics"
+    assert paths["/api/v1/write"]["post"]["operationId"] == "prometheus_remote_write"
+
+
 def test_a_route_added_later_is_named_after_its_route_too() -> None:
     later = app()
 
