@@ -74,11 +74,8 @@ class RetirementAnswer(BaseModel):
     )
 
 
-_DETAIL_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "properties": {"detail": {"type": "string"}},
-    "required": ["detail"],
-}
+# The API's one error body, named so that generated clients share one type for it.
+_DETAIL_SCHEMA: Final[dict[str, Any]] = {"$ref": "#/components/schemas/ErrorMessage"}
 _RETRY_AFTER: Final[dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 }
