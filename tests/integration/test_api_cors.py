@@ -34,7 +34,7 @@ async def test_cors_is_off_by_default(producer_settings: ProducerSettings) -> No
     assert "Access-Control-Allow-Origin" not in posted.headers
     # No CORS layer: the OPTIONS is the app's own answer, which grants nothing.
     assert asked.status_code == 204
-    assert asked.headers["Allow"] == "GET, OPTIONS, POST"
+    assert asked.headers["Allow"] == "DELETE, GET, OPTIONS, POST"
     assert not any(name.lower().startswith("access-control-") for name in asked.headers)
 
 
@@ -65,7 +65,7 @@ async def test_a_listed_origin_may_call_the_api(producer_settings: ProducerSetti
     assert read.headers["Access-Control-Allow-Origin"] == DASHBOARD
     # An OPTIONS that is no preflight still gets the app's own answer.
     assert plain_options.status_code == 204
-    assert plain_options.headers["Allow"] == "GET, OPTIONS, POST"
+    assert plain_options.headers["Allow"] == "DELETE, GET, OPTIONS, POST"
 
 
 async def test_an_unlisted_origin_is_granted_nothing(producer_settings: ProducerSettings) -> None:
