@@ -21,9 +21,16 @@ from producer_api.consistency import CONSISTENCY_HEADER
 from producer_api.request_ids import REQUEST_ID_HEADER
 from producer_api.routes import OFFSET_HEADER, PARTITION_HEADER
 
-# What a page may send: the JSON body, the key, an id of its own for the request, and
-# the consistency token a POST gave it (for a GET that sees that POST's reading).
-_REQUEST_HEADERS: Final = ("Content-Type", API_KEY_HEADER, REQUEST_ID_HEADER, CONSISTENCY_HEADER)
+# What a page may send: the JSON body, the key (in its own header or as a bearer token),
+# an id of its own for the request, and the consistency token a POST gave it (for a GET
+# that sees that POST's reading).
+_REQUEST_HEADERS: Final = (
+    "Content-Type",
+    API_KEY_HEADER,
+    "Authorization",
+    REQUEST_ID_HEADER,
+    CONSISTENCY_HEADER,
+)
 # What a page may read of an answer, beyond the headers every browser shows.
 _EXPOSED_HEADERS: Final = (
     REQUEST_ID_HEADER,
@@ -32,7 +39,8 @@ _EXPOSED_HEADERS: Final = (
     CONSISTENCY_HEADER,
     "Retry-After",
 )
-_METHODS: Final = ("GET", "POST")
+# DELETE retires a machine (behind the write keys, like POST).
+_METHODS: Final = ("GET", "POST", "DELETE")
 
 
 def with_cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:

@@ -53,9 +53,11 @@ async def test_a_listed_origin_may_call_the_api(producer_settings: ProducerSetti
 
     assert asked.status_code == 200
     assert asked.headers["Access-Control-Allow-Origin"] == DASHBOARD
-    assert {"GET", "POST"} <= set(asked.headers["Access-Control-Allow-Methods"].split(", "))
+    allowed_methods = set(asked.headers["Access-Control-Allow-Methods"].split(", "))
+    assert {"GET", "POST", "DELETE"} <= allowed_methods
     allowed_headers = asked.headers["Access-Control-Allow-Headers"].lower()
-    assert {"content-type", "x-api-key", "x-request-id"} <= set(allowed_headers.split(", "))
+    expected_headers = {"content-type", "x-api-key", "authorization", "x-request-id"}
+    assert expected_headers <= set(allowed_headers.split(", "))
 
     assert posted.status_code == 200
     assert posted.headers["Access-Control-Allow-Origin"] == DASHBOARD
