@@ -8,9 +8,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final
 
-from consumer_worker.batch import RecordHeaders
+from consumer_worker.batch import KafkaRecord, RecordHeaders
 from consumer_worker.dead_letters import DeadLetterHeader, Headers, RedriveHeader
 from telemetry_common.partitioning import murmur2
 
@@ -21,16 +21,8 @@ _RELATIVE_TIME: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class DeadLetterMessage(Protocol):
-    """The part of confluent_kafka.Message a dead letter is read from."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | str | None: ...
-    def value(self) -> bytes | str | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> RecordHeaders | None: ...
+# A dead letter is read like any record of a batch: the same part of a Kafka message.
+DeadLetterMessage = KafkaRecord
 
 
 @dataclass(frozen=True, order=True)
