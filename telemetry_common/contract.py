@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Final, NamedTuple, Self
+from typing import Annotated, Final, NamedTuple, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -183,20 +183,37 @@ def is_retirement(headers: Iterable[tuple[str, str | bytes | None]]) -> bool:
 def decode_retirement(key: bytes | None, value: bytes | None) -> str:
     """The machine a retirement record retires; raise InvalidRecordError if the record
     breaks the contract (as decode_record does for a reading)."""
+    return _decode_envelope(RetirementRecord, "retirement record", key, value).machine_id
+
+
+def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
+    """Decode and validate a Kafka record; raise InvalidRecordError if it breaks the contract."""
+    return _decode_envelope(ReadingRecord, "record", key, value)
+
+
+_Envelope = TypeVar("_Envelope", ReadingRecord, RetirementRecord)
+
+
+def _decode_envelope(
+    model: type[_Envelope], kind: str, key: bytes | None, value: bytes | None
+) -> _Envelope:
+    """The record's value as `model`, checked against its key and this version: the rules
+    every kind of record of the topic follows."""
     if key is None or value is None:
-        raise InvalidRecordError("retirement record has no key or no value")
+        raise InvalidRecordError(f"{kind} has no key or no value")
     machine_id = _machine_id_of(key)
     try:
-        record = RetirementRecord.model_validate_json(value)
+        record = model.model_validate_json(value)
     except ValidationError as exc:
-        raise InvalidRecordError(f"value does not match the retirement schema: {exc}") from exc
+        schema = kind.removesuffix(" record") or kind
+        raise InvalidRecordError(f"value does not match the {schema} schema: {exc}") from exc
     if record.schema_version != RECORD_SCHEMA_VERSION:
         raise InvalidRecordError(f"unsupported schema_version {record.schema_version}")
     if record.machine_id != machine_id:
         raise InvalidRecordError(
             f"key {machine_id!r} and value machine_id {record.machine_id!r} disagree"
         )
-    return machine_id
+    return record
 
 
 def _machine_id_of(key: bytes) -> str:
@@ -208,24 +225,6 @@ def _machine_id_of(key: bytes) -> str:
     if not is_valid_machine_id(machine_id):
         raise InvalidRecordError(f"key {machine_id!r} is not a valid machine id")
     return machine_id
-
-
-def decode_record(key: bytes | None, value: bytes | None) -> ReadingRecord:
-    """Decode and validate a Kafka record; raise InvalidRecordError if it breaks the contract."""
-    if key is None or value is None:
-        raise InvalidRecordError("record has no key or no value")
-    machine_id = _machine_id_of(key)
-    try:
-        record = ReadingRecord.model_validate_json(value)
-    except ValidationError as exc:
-        raise InvalidRecordError(f"value does not match the record schema: {exc}") from exc
-    if record.schema_version != RECORD_SCHEMA_VERSION:
-        raise InvalidRecordError(f"unsupported schema_version {record.schema_version}")
-    if record.machine_id != machine_id:
-        raise InvalidRecordError(
-            f"key {machine_id!r} and value machine_id {record.machine_id!r} disagree"
-        )
-    return record
 
 
 # The highest schema_version a record of a newer producer can name: a version is a
