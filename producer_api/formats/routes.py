@@ -47,6 +47,14 @@ REMOTE_WRITE_PATH: Final = "/api/v1/write"
 _MAX_ERROR_MESSAGE: Final = 2000
 
 
+def _not_acknowledged(error: object) -> str:
+    """The 503's message of both formats: nothing of the request is confirmed stored."""
+    return (
+        f"Kafka did not acknowledge the readings ({error}); none is confirmed as stored. "
+        "Retry later."
+    )
+
+
 async def get_ingest_metrics(request: Request) -> IngestMetrics:
     metrics: IngestMetrics = request.app.metrics.ingest
     return metrics
@@ -180,8 +188,7 @@ async def export_otlp_metrics(
         logger.warning("publish to Kafka failed for %s: %s", OTLP_PATH, error)
         return _otlp_status(
             code_pb2.UNAVAILABLE,
-            f"Kafka did not acknowledge the readings ({error}); none is confirmed as stored. "
-            "Retry later.",
+            _not_acknowledged(error),
             encoding,
             status.HTTP_503_SERVICE_UNAVAILABLE,
             **{"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
@@ -289,8 +296,7 @@ async def prometheus_remote_write(
         logger.warning("publish to Kafka failed for %s: %s", REMOTE_WRITE_PATH, error)
         return _text(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"Kafka did not acknowledge the readings ({error}); none is confirmed as stored. "
-            "Retry later.",
+            _not_acknowledged(error),
             **{"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
         )
     metrics.count("remote-write", outcome.accepted, outcome.rejected, outcome.ignored)
