@@ -42,10 +42,15 @@ from producer_api.fleet import (
     MAX_FLEET_PAGE,
     MAX_NOT_SEEN_FOR_SECONDS,
     FleetCursor,
+    FleetOptionsDep,
     FleetPage,
+    FleetSort,
     NotSeenCursor,
+    PressureCursor,
+    list_by_pressure,
     list_machines,
     list_not_seen,
+    with_readings,
 )
 from producer_api.history import (
     DEFAULT_HISTORY_PAGE,
@@ -514,6 +519,7 @@ async def fleet(
     request: Request,
     response: Response,
     store: StoreDep,
+    options: FleetOptionsDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_FLEET_PAGE, description="Most machines per page.")
     ] = DEFAULT_FLEET_PAGE,
@@ -530,11 +536,22 @@ async def fleet(
     ] = None,
 ) -> FleetPage:
     """The machines with a stored reading and the time of each one's latest reading: by
-    machine id, or with `not_seen_for`, only those not seen for that long, oldest first.
-    Paging through returns every machine once (machines added meanwhile may or may not
-    appear)."""
+    machine id, or with `not_seen_for`, only those not seen for that long, oldest first,
+    or with `sort=pressure`, by memory pressure, highest first. Paging through returns
+    every machine once (machines added meanwhile may or may not appear)."""
     page: FleetPage
-    if not_seen_for is None:
+    if options.sort is FleetSort.PRESSURE:
+        if not_seen_for is not None:
+            raise _invalid_query("sort", "sort=pressure takes no not_seen_for", options.sort)
+        by_pressure = _decoded(cursor, PressureCursor)
+        if by_pressure is not None and (by_pressure.low, by_pressure.high) != options.score_bounds:
+            raise _invalid_query(
+                "min_pressure", "give the same pressure bounds as for the first page", None
+            )
+        page = await list_by_pressure(store, options=options, limit=limit, after=by_pressure)
+    elif options.min_pressure is not None or options.max_pressure is not None:
+        raise _invalid_query("sort", "min_pressure and max_pressure need sort=pressure", "id")
+    elif not_seen_for is None:
         page = await list_machines(store, limit=limit, after=_decoded(cursor, FleetCursor))
     else:
         after = _decoded(cursor, NotSeenCursor)
@@ -545,6 +562,8 @@ async def fleet(
         page = await list_not_seen(
             store, not_seen_for=not_seen_for, limit=limit, after=after, now=utc_now()
         )
+    if options.readings:
+        page = await with_readings(store, page)
     _link_next_page(request, response, page)
     return page
 

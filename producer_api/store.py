@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -267,11 +267,61 @@ class ReadingStore:
         A machine in several sources (partitions were added) is listed at its latest
         time only: an older entry of it in another partition is passed over.
         """
+
+        async def at_latest_time(
+            rows: Sequence[tuple[int, str, int]],
+        ) -> Callable[[int, str, int], bool]:
+            latest = await self._latest_seen_where_several([m for _, m, _ in rows])
+            return lambda score, machine, _: latest.get(machine, score) == score
+
         sources = await self._fleet_sources()
+        return await self._merged_page(
+            sources, lambda keys: keys.last_seen, ("-inf", cutoff_ms), after, count, at_latest_time
+        )
+
+    async def machines_by_pressure(
+        self, low: int, high: int, after: tuple[int, str] | None, count: int
+    ) -> list[tuple[str, int]]:
+        """Up to `count` machines whose pressure score (`storage.pressure_score`: minus
+        the pressure in millionths) is from `low` to `high`, in (score, machine id) order,
+        i.e. most pressed first, after the machine `after` names by that pair.
+
+        A machine in several partitions (partitions were added) is listed with the
+        pressure of the partition that holds its latest reading (by last-seen time). The
+        older layout has no pressure index: during an upgrade from it, a machine is
+        listed once the worker stored a reading of it in this layout.
+        """
+        sources = await self._fleet_sources()
+        sources = [keys for keys in sources if keys != LEGACY_KEYS]
+
+        async def from_newest_partition(
+            rows: Sequence[tuple[int, str, int]],
+        ) -> Callable[[int, str, int], bool]:
+            owners = await self._newest_source_where_several(sources, [m for _, m, _ in rows])
+            return lambda _, machine, source: owners.get(machine, source) == source
+
+        return await self._merged_page(
+            sources, lambda keys: keys.by_pressure, (low, high), after, count, from_newest_partition
+        )
+
+    async def _merged_page(
+        self,
+        sources: Sequence[PartitionKeys],
+        index: Callable[[PartitionKeys], str],
+        bounds: tuple[int | str, int],
+        after: tuple[int, str] | None,
+        count: int,
+        keeper: Callable[
+            [Sequence[tuple[int, str, int]]], Awaitable[Callable[[int, str, int], bool]]
+        ],
+    ) -> list[tuple[str, int]]:
+        """Up to `count` members of the sorted sets `index` names in every source, with
+        scores within `bounds`, merged in (score, member) order, after the pair `after`;
+        of the rows of a machine in several sources, only those `keeper` keeps."""
         found: list[tuple[str, int]] = []
         while sources and len(found) < count:
             rows = await asyncio.gather(
-                *(self._seen_by(keys, cutoff_ms, after, count) for keys in sources)
+                *(self._scored_rows(index(keys), bounds, after, count) for keys in sources)
             )
             merged = list(heapq.merge(*([(s, m, i) for m, s in r] for i, r in enumerate(rows))))
             if not merged:
@@ -281,9 +331,9 @@ class ReadingStore:
             full = [r[-1] for r in rows if len(r) == count]
             horizon = min(((s, m) for m, s in full), default=None)
             settled = [row for row in merged if horizon is None or (row[0], row[1]) <= horizon]
-            latest = await self._latest_seen_where_several([m for _, m, _ in settled])
-            for score, machine, _ in settled:
-                if latest.get(machine, score) == score and (not found or found[-1][0] != machine):
+            keep = await keeper(settled)
+            for score, machine, source in settled:
+                if keep(score, machine, source) and (not found or found[-1][0] != machine):
                     found.append((machine, score))
                     if len(found) == count:
                         break
@@ -292,30 +342,85 @@ class ReadingStore:
             after = horizon
         return found[:count]
 
-    async def _seen_by(
-        self, keys: PartitionKeys, cutoff_ms: int, after: tuple[int, str] | None, count: int
+    async def _scored_rows(
+        self, key: str, bounds: tuple[int | str, int], after: tuple[int, str] | None, count: int
     ) -> list[tuple[str, int]]:
-        """Up to `count` machines of one source's last-seen index at `cutoff_ms` or
-        before, after (last seen, machine id) `after`."""
+        """Up to `count` members of the sorted set `key` with scores within `bounds`,
+        after (score, member) `after`."""
+        low, high = bounds
         if after is None:
             rows = await self._within_deadline(
                 self._client.zrange(
-                    keys.last_seen,
-                    "-inf",
-                    cutoff_ms,
-                    byscore=True,
-                    offset=0,
-                    num=count,
-                    withscores=True,
+                    key, low, high, byscore=True, offset=0, num=count, withscores=True
                 )
             )
         else:
-            first = await self._within_deadline(self._rank_after(keys.last_seen, *after))
+            first = await self._within_deadline(self._rank_after(key, *after))
             rows = await self._within_deadline(
-                self._client.zrange(keys.last_seen, first, first + count - 1, withscores=True)
+                self._client.zrange(key, first, first + count - 1, withscores=True)
             )
         scored = cast(list[tuple[str, float]], rows)
-        return [(str(member), int(score)) for member, score in scored if score <= cutoff_ms]
+        return [
+            (str(member), int(score))
+            for member, score in scored
+            if score <= high and (low == "-inf" or score >= int(low))
+        ]
+
+    async def _newest_source_where_several(
+        self, sources: Sequence[PartitionKeys], machines: Sequence[str]
+    ) -> dict[str, int]:
+        """For each of `machines` that more than one of `sources` can hold, the index in
+        `sources` of the one with its latest last-seen time."""
+        placements, _ = await self._layout()
+        if len(placements) <= 1 or not machines:
+            return {}
+        position = {keys: i for i, keys in enumerate(sources)}
+        asked: list[tuple[str, int]] = []
+        for machine in dict.fromkeys(machines):
+            candidates = [
+                position[k]
+                for k in (partition_keys(p) for p in candidate_partitions(machine, placements))
+                if k in position
+            ]
+            if len(candidates) > 1:
+                asked += [(machine, i) for i in candidates]
+        if not asked:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for machine, i in asked:
+                pipe.zscore(sources[i].last_seen, machine)
+            scores = await self._within_deadline(pipe.execute())
+        owners: dict[str, tuple[float, int]] = {}
+        for (machine, i), score in zip(asked, scores, strict=True):
+            if score is not None and (machine not in owners or score > owners[machine][0]):
+                owners[machine] = (float(score), i)
+        return {machine: i for machine, (_, i) in owners.items()}
+
+    async def last_seen_of(self, machine_ids: Sequence[str]) -> dict[str, int]:
+        """The last-seen time (ms) of each of `machine_ids` the fleet index holds."""
+        holders: dict[PartitionKeys, list[str]] = {}
+        for machine_id in dict.fromkeys(machine_ids):
+            for keys in await self._sources_of(machine_id):
+                holders.setdefault(keys, []).append(machine_id)
+        return await self._last_seen(list(holders.items())) if holders else {}
+
+    async def latest_of(self, machine_ids: Sequence[str]) -> dict[str, StoredReading]:
+        """The newest stored reading of each of `machine_ids` that has one, in one
+        pipeline."""
+        asked: list[tuple[str, PartitionKeys]] = []
+        for machine_id in dict.fromkeys(machine_ids):
+            asked += [(machine_id, keys) for keys in await self._sources_of(machine_id)]
+        if not asked:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for machine_id, keys in asked:
+                pipe.hgetall(keys.latest(machine_id))
+            raws = await self._within_deadline(pipe.execute())
+        found: dict[str, list[Mapping[Any, Any] | None]] = {}
+        for (machine_id, _), raw in zip(asked, raws, strict=True):
+            found.setdefault(machine_id, []).append(raw)
+        readings = {m: _newest(m, raws_of) for m, raws_of in found.items()}
+        return {m: r for m, r in readings.items() if r is not None}
 
     async def _latest_seen_where_several(self, machines: Sequence[str]) -> dict[str, int]:
         """The latest last-seen time of each of `machines` that more than one source can
@@ -335,7 +440,7 @@ class ReadingStore:
         return await self._last_seen(list(holders.items()))
 
     async def _rank_after(self, key: str, score: int, member: str) -> int:
-        """The rank in the last-seen index `key` where (score, member) order goes on after
+        """The rank in the sorted set `key` where (score, member) order goes on after
         `member` seen at `score`, whether or not it is still there with that score.
 
         Redis orders members of equal score by their bytes; machine ids are ASCII, so

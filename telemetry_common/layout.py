@@ -1,7 +1,7 @@
 """Where the view of the topic lives in Redis: the key layout, sharded by Kafka partition.
 
 Every key the worker writes for a record of partition P starts with one hash tag made
-for P (`{p<P>...}`): the latest reading and the history of each machine of P, P's two
+for P (`{p<P>...}`): the latest reading and the history of each machine of P, P's three
 fleet indexes, and the offset up to which P is built. They all fall in one Redis
 Cluster slot, so one script call per partition per batch writes a partition's readings
 and moves its built offset atomically, on a standalone Redis and on a Redis Cluster
@@ -96,6 +96,13 @@ class PartitionKeys:
     def machine_ids(self) -> str:
         """Sorted set: the same machines, every score 0, so ordered by machine id."""
         return f"{self.prefix}machine-ids"
+
+    @property
+    def by_pressure(self) -> str:
+        """Sorted set: the same machines by the memory pressure of their latest reading,
+        scored minus the pressure in millionths (`storage.pressure_score`), so that
+        Redis's ascending order is the most pressed first, ties by machine id."""
+        return f"{self.prefix}machines-by-pressure"
 
     def built(self, consumer_group: str, topic: str) -> str:
         """String: the next offset of the partition to apply (the last applied + 1), i.e.

@@ -16,9 +16,10 @@ The same script keeps two more things of every reading (docs/history.md):
   in order, bounded by count and by age. An entry's id is made from the record's Kafka
   timestamp and offset, so that Redis itself refuses a replayed record (its id is not
   above the stream's last one);
-* the fleet index: two sorted sets per partition of the machines with a stored reading,
-  one by the time of each machine's latest reading (never moved backwards), one by
-  machine id (a stable order to page through).
+* the fleet index: three sorted sets per partition of the machines with a stored
+  reading, one by the time of each machine's latest reading (never moved backwards),
+  one by machine id (a stable order to page through), and one by the memory pressure
+  of the reading in the latest hash (`pressure_score`), set whenever that hash is.
 
 A retirement record (contract.encode_retirement) removes a machine's keys of its
 partition and its fleet index entries in the same script call, before the readings of
@@ -68,6 +69,28 @@ class LatestField(StrEnum):
 HISTORY_ENTRY_FIELD: Final = "entry"
 HISTORY_ENTRY_COLUMNS: Final = ("partition", "offset", "timestamp_ms", *READING_FIELDS)
 _ENTRY_FORMAT: Final = ",".join(["%d"] * len(HISTORY_ENTRY_COLUMNS))
+
+
+# Pressure is kept in millionths: integers, so that a cursor names a score exactly.
+PRESSURE_SCALE: Final = 1_000_000
+
+
+def pressure_ppm(total: int, available: int) -> int:
+    """A reading's memory pressure, 1 - available/total, in millionths rounded down
+    (0 for a total of 0): the share of memory not available to new work without
+    swapping, page cache that can be dropped counted as available."""
+    return (total - available) * PRESSURE_SCALE // total if total > 0 else 0
+
+
+def pressure_score(total: int, available: int) -> int:
+    """The pressure index's score of a reading: minus its pressure in millionths, so
+    that Redis's ascending order (score, then member) is the most pressed first, ties by
+    machine id."""
+    return -pressure_ppm(total, available)
+
+
+_TOTAL_COLUMN: Final = READING_FIELDS.index("total")
+_AVAILABLE_COLUMN: Final = READING_FIELDS.index("available")
 
 
 @functools.cache
@@ -275,10 +298,10 @@ def store_batch_call(
     step, the machines `retired` (removed first: the readings given are those that came
     after their retirement), then one group per reading: the entries of its `earlier`
     readings if history is kept and its own, then its JSON and receipt time for the
-    latest hash."""
+    latest hash, and its pressure score for the pressure index."""
     partition = step.partition if step is not None else readings[0].partition
     keys_of = partition_keys(partition)
-    keys = [built_key, keys_of.last_seen, keys_of.machine_ids]
+    keys = [built_key, keys_of.last_seen, keys_of.machine_ids, keys_of.by_pressure]
     for machine_id in retired:
         # Its history too, whether or not history is kept now: it may be from before.
         keys += [keys_of.latest(machine_id), keys_of.history(machine_id)]
@@ -309,7 +332,13 @@ def store_batch_call(
             args += [e.entry() for e in earlier]
         else:
             args.append(1)
-        args += [reading.entry(), reading_json(reading.columns), reading.received_at.isoformat()]
+        columns = reading.columns
+        args += [
+            reading.entry(),
+            reading_json(columns),
+            reading.received_at.isoformat(),
+            pressure_score(columns[_TOTAL_COLUMN], columns[_AVAILABLE_COLUMN]),
+        ]
     return keys, args
 
 

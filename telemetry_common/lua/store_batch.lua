@@ -6,7 +6,8 @@
 -- was emptied or replaced), nothing is written and the offset Redis holds is returned:
 -- the worker replays the partition from there. Otherwise, for each machine: the
 -- readings go to its history (if kept), the newest to its latest hash unless a newer
--- reading is there, and the machine to the fleet indexes; the built offset moves last.
+-- reading is there, and the machine to the fleet indexes (by last seen, by id, and by
+-- the memory pressure of the reading in its latest hash); the built offset moves last.
 -- Retired machines (retirement records of the batch) are removed first: their latest
 -- hash, history and fleet index entries. The readings given for them are only those
 -- that came after their retirement, so this is the log's order.
@@ -14,10 +15,11 @@
 local built_key = KEYS[1]
 local last_seen_key = KEYS[2]
 local ids_key = KEYS[3]
--- KEYS[4...]: per retired machine, its latest hash and its history stream; then per
+local pressure_key = KEYS[4]
+-- KEYS[5...]: per retired machine, its latest hash and its history stream; then per
 -- machine with readings, its latest hash, then its history stream if history is kept.
 local retired_count = tonumber(ARGV[6])
-local first_retired_key = 4
+local first_retired_key = 5
 local first_machine_key = first_retired_key + 2 * retired_count
 
 -- Most history entries per machine ('0': no bound).
@@ -34,7 +36,8 @@ local latest_prefix_length = tonumber(ARGV[5])
 -- ARGV[6]: how many machines are retired (their keys come first, see KEYS).
 -- ARGV[7...]: one group per machine: its count of entries, the entries (oldest first;
 -- without history, only superseded ones of a later time), then the newest reading's
--- JSON and receipt time, for the latest hash.
+-- JSON, receipt time and pressure score (storage.pressure_score), for the latest hash
+-- and the pressure index.
 local first_group = 7
 
 -- The position an entry starts with: partition, offset, Kafka timestamp (ms).
@@ -56,6 +59,7 @@ for k = first_retired_key, first_machine_key - 1, 2 do
   local removed = redis.call('DEL', KEYS[k], KEYS[k + 1])
   removed = removed + redis.call('ZREM', last_seen_key, machine)
   removed = removed + redis.call('ZREM', ids_key, machine)
+  removed = removed + redis.call('ZREM', pressure_key, machine)
   if removed > 0 then retired = retired + 1 end
 end
 
@@ -131,16 +135,16 @@ if max_age_ms > 0 then
 end
 
 local written, appended, refused = 0, 0, 0
-local last_seen, ids = {}, {}
+local last_seen, ids, pressures = {}, {}, {}
 local base = first_group
 for k = first_machine_key, #KEYS, history and 2 or 1 do
   local latest_key = KEYS[k]
   local newest = base + tonumber(ARGV[base])
-  local reading, received_at = ARGV[newest + 1], ARGV[newest + 2]
+  local reading, received_at, pressure = ARGV[newest + 1], ARGV[newest + 2], ARGV[newest + 3]
   local partition, offset, timestamp = string.match(ARGV[newest], ENTRY_POSITION)
   if not partition then error('not a history entry: ' .. ARGV[newest]) end
   local first = base + 1
-  base = newest + 3
+  base = newest + 4
   local current = redis.call('HMGET', latest_key, 'partition', 'offset', 'timestamp_ms')
   -- When the machine was last seen: its newest reading's time, or a superseded one's
   -- if that is later (a producer clock that went back).
@@ -179,6 +183,9 @@ for k = first_machine_key, #KEYS, history and 2 or 1 do
     local machine = string.sub(latest_key, latest_prefix_length + 1)
     last_seen[#last_seen + 1] = seen
     last_seen[#last_seen + 1] = machine
+    -- The pressure index follows the latest hash: set, not only raised, with it.
+    pressures[#pressures + 1] = pressure
+    pressures[#pressures + 1] = machine
     -- The id index changes only with a new machine; a machine stored before the index
     -- was kept joins it as its readings enter a new hour (once an hour, adding a machine
     -- that is there costs little and changes nothing).
@@ -191,6 +198,9 @@ for k = first_machine_key, #KEYS, history and 2 or 1 do
 end
 for i = 1, #last_seen, ZADD_CHUNK do
   redis.call('ZADD', last_seen_key, 'GT', unpack(last_seen, i, math.min(i + ZADD_CHUNK - 1, #last_seen)))
+end
+for i = 1, #pressures, ZADD_CHUNK do
+  redis.call('ZADD', pressure_key, unpack(pressures, i, math.min(i + ZADD_CHUNK - 1, #pressures)))
 end
 for i = 1, #ids, ZADD_CHUNK do
   redis.call('ZADD', ids_key, unpack(ids, i, math.min(i + ZADD_CHUNK - 1, #ids)))

@@ -143,6 +143,7 @@ def test_the_store_script_gets_the_retired_machines_keys_before_the_readings() -
         "built",
         keys_of.last_seen,
         keys_of.machine_ids,
+        keys_of.by_pressure,
         keys_of.latest("m0"),
         keys_of.history("m0"),
         keys_of.latest("m1"),

@@ -18,6 +18,8 @@ from telemetry_common.storage import (
     StoreBatchResult,
     StoredHistoryEntry,
     StoredReading,
+    pressure_ppm,
+    pressure_score,
     store_batch_call,
     store_batch_lua,
 )
@@ -53,9 +55,10 @@ def test_the_script_reads_an_entry_s_position_from_its_first_columns() -> None:
 def test_a_stored_reading_round_trips_through_its_hash_fields() -> None:
     stored = stored_reading()
     write = stored.as_write()
-    # What the script writes: the reading's JSON and its position, then its receipt time.
+    # What the script writes: the reading's JSON and its position, then its receipt time
+    # (then the pressure score, for the pressure index).
     _, args = store_batch_call("built", PartitionStep(2, None, 42), [write])
-    entry, reading_json, received_at = args[-3:]
+    entry, reading_json, received_at = args[-4:-1]
     partition, offset, timestamp_ms = str(entry).split(",")[:3]
     fields = {
         LatestField.READING: str(reading_json),
@@ -76,9 +79,16 @@ def test_the_batch_script_gets_the_step_then_every_reading() -> None:
     keys, args = store_batch_call(
         "built", PartitionStep(2, None, 42), [stored_reading().as_write()]
     )
-    assert keys == ["built", KEYS.last_seen, KEYS.machine_ids, KEYS.latest("m1")]
+    assert keys == [
+        "built",
+        KEYS.last_seen,
+        KEYS.machine_ids,
+        KEYS.by_pressure,
+        KEYS.latest("m1"),
+    ]
     # No history: retention 0 and 0, then the step, the prefix before machine ids, no
-    # retired machines, then a group of one entry and what the latest hash takes besides.
+    # retired machines, then a group of one entry and what the latest hash takes besides,
+    # and the pressure index's score: minus (1 - available/total) in millionths.
     assert args == [
         *(0, 0, "", "42", len(KEYS.latest_prefix), 0),
         1,
@@ -86,6 +96,7 @@ def test_the_batch_script_gets_the_step_then_every_reading() -> None:
         '{"total":16318064,"used":5204372,"free":6104220,"shared":412908,'
         '"buff_cache":5009472,"available":10352120}',
         "2026-11-24T12:00:00+00:00",
+        -365_603,
     ]
 
 
@@ -104,6 +115,7 @@ def test_with_history_a_reading_brings_the_ones_it_superseded() -> None:
         "built",
         KEYS.last_seen,
         KEYS.machine_ids,
+        KEYS.by_pressure,
         KEYS.latest("m1"),
         KEYS.history("m1"),
     ]
@@ -112,7 +124,7 @@ def test_with_history_a_reading_brings_the_ones_it_superseded() -> None:
         2,
         first.entry(),
         second.entry(),
-        *args[-2:],
+        *args[-3:],
     ]
 
 
@@ -146,3 +158,14 @@ def test_the_batch_reply_names_the_offset_redis_holds_when_out_of_step() -> None
 def test_the_batch_reply_counts_history_entries_added_and_refused() -> None:
     result = StoreBatchResult.from_reply([1, "", 3, 7, 2])
     assert result == StoreBatchResult(written=3, history_appended=7, history_refused=2)
+
+
+@pytest.mark.parametrize(
+    ("total", "available", "ppm"),
+    [(1000, 1000, 0), (1000, 0, 1_000_000), (1000, 200, 800_000), (3, 2, 333_333), (0, 0, 0)],
+)
+def test_pressure_is_the_share_not_available_in_millionths_rounded_down(
+    total: int, available: int, ppm: int
+) -> None:
+    assert pressure_ppm(total, available) == ppm
+    assert pressure_score(total, available) == -ppm
