@@ -16,6 +16,7 @@ from producer_api.api_keys import ApiKeys
 from producer_api.auth import KeyCheck
 from producer_api.cors import with_cors
 from producer_api.deps import AppState
+from producer_api.dashboard import install_dashboard
 from producer_api.docs import install_docs
 from producer_api.errors import install_error_handlers
 from producer_api.fast_path import IngestFastPath
@@ -149,6 +150,7 @@ def create_app(
         generate_unique_id_function=lambda route: route.name,
     )
     install_docs(app)
+    install_dashboard(app)
     install_error_handlers(app)
     # At router level: every readings route, present or future, needs the key.
     app.include_router(readings, dependencies=[Depends(key_check)] if key_check else [])
