@@ -84,7 +84,11 @@
     const options = {
       width: Math.max(320, chartBox.clientWidth),
       height: 380,
-      scales: { x: { time: true, range: [since / 1000, until / 1000] } },
+      // Memory from 0, up to a little above the machine's total.
+      scales: {
+        x: { time: true, range: [since / 1000, until / 1000] },
+        y: { range: (_, __, max) => [0, Math.max(1, max) * 1.05] },
+      },
       axes: [{}, { label: "GiB", values: (_, ticks) => ticks.map((t) => t.toFixed(1)) }],
       series: [
         { label: "Time" },
