@@ -11,6 +11,7 @@ import os
 import signal
 from types import FrameType
 
+from consumer_worker.build import build_worker
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
 from telemetry_common.logs import configure_logging
@@ -39,7 +40,7 @@ def install_signal_handlers(worker: ConsumerWorker) -> None:
 def main() -> None:
     settings = settings_or_exit(WorkerSettings, "consumer-worker")
     configure_logging(settings.log_level, settings.log_format)
-    worker = ConsumerWorker(settings)
+    worker = build_worker(settings)
     install_signal_handlers(worker)
     worker.run()
 

@@ -114,6 +114,19 @@ class WorkerMetrics:
             "Offset commits to Kafka that failed (the next one covers them).",
             registry=registry,
         )
+        self.offset_commits = Counter(
+            "memtel_worker_offset_commits",
+            "Offset commits sent to Kafka (each covers every partition owed one).",
+            registry=registry,
+        )
+        self.kafka_client_errors = Counter(
+            "memtel_worker_kafka_client_errors",
+            "Errors the worker's Kafka clients reported (a broker unreachable reports one "
+            "per reconnect attempt), by librdkafka error code; only the first of each "
+            "code in an outage is logged.",
+            ["code"],
+            registry=registry,
+        )
         self.view_replays = Counter(
             "memtel_worker_view_replays",
             "Partitions read again because Redis's view of them was behind what the "

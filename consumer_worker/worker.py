@@ -29,7 +29,13 @@ partition is read from where Redis's view of it is built, and a view found behin
 (Redis lost writes, was emptied or replaced) is rebuilt by replaying the partition
 from there. The writes are idempotent (a replayed record never overwrites a newer one),
 so replays are harmless. Every call on the consumer happens on the thread that runs
-`run()`.
+`run()` (or `step()`).
+
+The worker is built from its parts (`parts.py`: the consumer, Redis's view, the
+dead-letter sender, a clock), which `build.py` makes from the settings; `step()` runs one
+poll-process-commit round, so that the unit tests drive the loop on in-memory parts.
+An outage of Kafka or Redis is logged when it starts (once per kind of error) and when
+it ends; every error is counted in the metrics (`telemetry_common/outage.py`).
 
 The loop reports on itself: Prometheus metrics (`metrics.py`), among them each
 partition's lag (`lag.py`), worked out on this thread also while a step is retried, and
@@ -45,21 +51,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from enum import Enum
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 from tenacity import (
-    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
@@ -68,24 +72,21 @@ from tenacity import (
 
 from consumer_worker.batch import Batch, HeldRecord, RecordDecoder, build_batch
 from consumer_worker.commits import PendingCommits
-from consumer_worker.dead_letters import (
-    DeadLetterPublisher,
-    DeadLetterUnavailableError,
-    dead_letter,
-)
+from consumer_worker.dead_letters import DeadLetterUnavailableError, dead_letter
 from consumer_worker.heartbeat import Heartbeat, PausedPartition, Verdict, judge
+from consumer_worker.kafka_errors import KafkaErrors
 from consumer_worker.lag import REFRESH_INTERVAL_SECONDS, PartitionLag
 from consumer_worker.metrics import MetricsServer, WorkerMetrics
+from consumer_worker.parts import WorkerParts
 from consumer_worker.settings import WorkerSettings
-from consumer_worker.sink import RedisSink
 from telemetry_common.contract import RECORD_SCHEMA_VERSION
+from telemetry_common.outage import Outage
 from telemetry_common.partitioning import (
     LIBRDKAFKA_DEFAULT_PARTITIONER,
     PARTITIONER,
     Placement,
     placement_of_record,
 )
-from telemetry_common.redis_client import create_sync_redis
 from telemetry_common.storage import PartitionStep, ReadingWrite, StoreBatchResult
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,14 @@ _METADATA_TIMEOUT_SECONDS = 5.0
 PartitionWrites = dict[int, tuple[PartitionStep, list[ReadingWrite]]]
 # Per partition of a batch: the machines its retirement records retire.
 PartitionRetirements = dict[int, list[str]]
+
+
+class RetriedStep(Enum):
+    """A step of the loop retried with backoff until it succeeds (or a stop)."""
+
+    REDIS_WRITE = "Redis write"
+    READ_VIEW = "read of Redis's view"
+    DEAD_LETTER_SEND = "dead-letter send"
 
 
 @dataclass
@@ -130,10 +139,17 @@ class ConsumerWorker:
     def __init__(
         self,
         settings: WorkerSettings,
+        parts: WorkerParts,
         *,
+        metrics: WorkerMetrics | None = None,
+        kafka_errors: KafkaErrors | None = None,
         record_decoders: Mapping[int, RecordDecoder] | None = None,
     ) -> None:
-        """`record_decoders`: the record versions above RECORD_SCHEMA_VERSION this worker
+        """`parts`: what the loop reads, writes and waits with (build.build_worker
+        makes the real ones). `metrics` and `kafka_errors`: the ones the parts' Kafka
+        clients report to, if they do (else the worker's own).
+
+        `record_decoders`: the record versions above RECORD_SCHEMA_VERSION this worker
         reads, and how. The release that introduces a version passes its decoder here;
         the tests pass one to stand in for that release. It is code, not a setting: a
         version no decoder reads is never stored, it waits for a worker that reads it."""
@@ -145,27 +161,15 @@ class ConsumerWorker:
         self._paused: dict[int, PausedPartition] = {}
         self._ever_paused: set[int] = set()
         self._topic = settings.kafka_topic
-        self._consumer = Consumer(
-            {
-                **settings.consumer_config(),
-                "error_cb": self._on_client_error,
-                "on_commit": self._on_commit,
-            }
-        )
-        self._dead_letters = DeadLetterPublisher(
-            lambda: Producer(
-                {**settings.dead_letter_producer_config(), "error_cb": self._on_client_error}
-            ),
-            settings.kafka_dead_letter_topic,
-            settings.dead_letter_flush_timeout_seconds,
-        )
-        self._redis = create_sync_redis(settings)
-        self._sink = RedisSink(
-            self._redis,
-            settings.kafka_consumer_group,
-            self._topic,
-            settings.history_retention(),
-        )
+        self._consumer = parts.consumer
+        self._dead_letters = parts.dead_letters
+        self._sink = parts.sink
+        self._clock = parts.clock
+        self._close_parts = parts.on_close
+        self.metrics = metrics if metrics is not None else WorkerMetrics(CollectorRegistry())
+        self._kafka = kafka_errors if kafka_errors is not None else KafkaErrors(self.metrics)
+        # Redis's failures are counted by operation in memtel_worker_redis_failures.
+        self._redis = Outage("Redis", logger, clock=self._clock.monotonic)
         # One thread writes a batch to Redis while this one polls and decodes the next.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._pending_write: _PendingWrite | None = None
@@ -176,10 +180,11 @@ class ConsumerWorker:
         self._partition_counts: set[int] = set()
         self._placements_noted: set[Placement] = set()
         self._partition_count_due = False
-        self._heartbeat = Heartbeat(settings.worker_health_file)
-        self.metrics = WorkerMetrics(CollectorRegistry())
+        self._heartbeat = Heartbeat(settings.worker_health_file, clock=self._clock.wall)
         self._metrics_server = MetricsServer(self.metrics.registry, self.health)
-        self._lag = PartitionLag(self._consumer, self._topic, self.metrics.consumer_lag)
+        self._lag = PartitionLag(
+            self._consumer, self._topic, self.metrics.consumer_lag, clock=self._clock.monotonic
+        )
         # Partitions whose assignment waits for Redis's view to be read (see _on_assign).
         self._assigning: list[int] = []
         self._stop = threading.Event()
@@ -187,14 +192,10 @@ class ConsumerWorker:
         # worker last saw or wrote it (None: nothing yet). Only partitions in here are
         # written; one whose view could not be read yet is consumed by no one.
         self._view_built_to: dict[int, int | None] = {}
-        self._pending_commits = PendingCommits(settings.worker_commit_interval_ms / 1000)
-        self._next_view_check = 0.0
-        self.readings_written = 0
-        self.records_dead_lettered = 0
-        self.failed_redis_calls = 0
-        self.failed_dead_letter_sends = 0
-        self.view_replays = 0
-        self.offset_commits = 0
+        self._pending_commits = PendingCommits(
+            settings.worker_commit_interval_ms / 1000, clock=self._clock.monotonic
+        )
+        self._next_view_check = float("-inf")
 
     @property
     def stop_requested(self) -> bool:
@@ -209,7 +210,7 @@ class ConsumerWorker:
         health"). Safe from any thread."""
         return judge(
             self._heartbeat.status,
-            time.time(),
+            self._clock.wall(),
             stall_seconds=self._settings.worker_stall_seconds,
         )
 
@@ -219,6 +220,16 @@ class ConsumerWorker:
         return self._metrics_server.port
 
     def run(self) -> None:
+        """Consume until a stop is requested, then finish, commit and close."""
+        try:
+            self.start()
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        """Serve the metrics and join the group (partitions come with the first polls)."""
         logger.info(
             "consuming %s as group %s (%s) from %s",
             self._topic,
@@ -229,39 +240,50 @@ class ConsumerWorker:
             self._settings.kafka_bootstrap_servers,
         )
         self._serve_metrics()
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def step(self) -> None:
+        """One round: poll the next batch (while the previous one is written on the
+        writer thread), take that write's outcome, send this batch's dead letters and
+        write, and commit what is stored if the commit interval has passed."""
+        self._report()
+        self._check_view_if_due()
+        self._sought.clear()
+        batch = self._next_batch()
+        self._finish_write()
+        # Once stopping, a write given up above may have left a partition's
+        # expectation unmet: nothing more is sent that could build on it.
+        if batch is not None and not self._stop.is_set():
+            self._process(batch)
+        self._commit(self._pending_commits.due(), asynchronous=True)
+
+    def close(self) -> None:
+        """See the last write through, commit what is owed (if Kafka answers), leave
+        the group and close every part."""
         try:
-            self._consumer.subscribe(
-                [self._topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-            while not self._stop.is_set():
-                self._report()
-                self._check_view_if_due()
-                self._sought.clear()
-                batch = self._next_batch()
-                self._finish_write()
-                # Once stopping, a write given up above may have left a partition's
-                # expectation unmet: nothing more is sent that could build on it.
-                if batch is not None and not self._stop.is_set():
-                    self._process(batch)
-                self._commit(self._pending_commits.due(), asynchronous=True)
-        finally:
             self._finish_write()
             logger.info(
                 "stopping: %d readings written, %d records dead-lettered",
-                self.readings_written,
-                self.records_dead_lettered,
+                self._count("memtel_worker_readings_written_total"),
+                self._count("memtel_worker_records_dead_lettered_total"),
             )
             self._commit_before_closing(self._pending_commits.take())
+        finally:
             # close() leaves the group (a dynamic member's partitions move at once).
             self._consumer.close()
             self._dead_letters.close()
             self._writer.shutdown()
-            self._redis.close()
+            self._close_parts()
             self._heartbeat.clear()
             self._metrics_server.close()
+
+    def _count(self, sample: str) -> int:
+        return int(self.metrics.registry.get_sample_value(sample) or 0)
 
     def _serve_metrics(self) -> None:
         host, port = self._settings.worker_metrics_host, self._settings.worker_metrics_port
@@ -322,6 +344,7 @@ class ConsumerWorker:
         records = self._without_errors(self._next_records(self._pending_write is None))
         if not records:
             return None
+        self._kafka.reachable()
         batch = build_batch(records, self._decoders)
         self.metrics.batch_size.observe(len(records))
         self.metrics.consumed(batch.record_counts.items())
@@ -409,12 +432,11 @@ class ConsumerWorker:
         try:
             results: dict[int, StoreBatchResult] | None = pending.result.result()
         except RedisError as exc:
-            self._log_retry_of("Redis write", 1, exc, self.metrics.redis_failures.labels("write"))
+            self._step_failed(RetriedStep.REDIS_WRITE, 1, exc)
             results = self._until_done(
                 lambda: self._timed_write(pending.writes, pending.retired),
                 RedisError,
-                "Redis write",
-                self.metrics.redis_failures.labels("write"),
+                RetriedStep.REDIS_WRITE,
             )
         if results is None:
             # Given up (stopping): what Redis holds of these partitions is unknown, so
@@ -422,6 +444,7 @@ class ConsumerWorker:
             for partition in pending.writes:
                 self._view_built_to.pop(partition, None)
             return
+        self._redis.reachable()
         self._count_outcome(pending.batch, pending.writes, results)
         out_of_step = {p: r.built_in_redis for p, r in results.items() if not r.in_step}
         for partition, (step, _) in pending.writes.items():
@@ -437,7 +460,6 @@ class ConsumerWorker:
     ) -> None:
         """What became of the batch's readings: written, stale, or superseded."""
         written = sum(r.written for r in results.values())
-        self.readings_written += written
         # The script stores each reading of a partition in step unless Redis holds a newer
         # one; the readings of partitions out of step are replayed, so counted later.
         in_step = sum(len(writes[p][1]) for p, r in results.items() if r.in_step)
@@ -473,12 +495,11 @@ class ConsumerWorker:
         sent = self._until_done(
             lambda: self._dead_letters.publish(letters),
             (DeadLetterUnavailableError, KafkaException),
-            "dead-letter send",
-            self.metrics.dead_letter_failures,
+            RetriedStep.DEAD_LETTER_SEND,
         )
         if sent is None:
             return False
-        self.records_dead_lettered += sent
+        self._kafka.reachable()
         self.metrics.records_dead_lettered.inc(sent)
         self._progressed()
         return True
@@ -488,8 +509,7 @@ class ConsumerWorker:
         # Never None on success: None is the answer "stopped before it succeeded".
         attempt: Callable[[], T],
         errors: type[Exception] | tuple[type[Exception], ...],
-        what: str,
-        failures: Counter,
+        step: RetriedStep,
     ) -> T | None:
         """Run `attempt` until it succeeds, backing off between tries on `errors`.
 
@@ -503,7 +523,12 @@ class ConsumerWorker:
             ),
             stop=lambda _: self._stop.is_set(),
             sleep=self._wait_before_retry,
-            before_sleep=lambda state: self._log_retry(what, state, failures),
+            before_sleep=lambda state: self._step_failed(
+                step,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
+                state.upcoming_sleep,
+            ),
         )
         try:
             return retrying(attempt)
@@ -511,7 +536,7 @@ class ConsumerWorker:
             logger.warning(
                 "stop requested while the %s kept failing (%s): the batch is neither stored "
                 "nor committed; its records will be read again",
-                what,
+                step.value,
                 exc.last_attempt.exception(),
             )
             return None
@@ -519,41 +544,38 @@ class ConsumerWorker:
     def _wait_before_retry(self, seconds: float) -> None:
         # Waiting on the stop event (not sleeping) lets a stop signal cut the wait short;
         # waiting in slices keeps the lag and the heartbeat current meanwhile.
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+        deadline = self._clock.monotonic() + seconds
+        while (remaining := deadline - self._clock.monotonic()) > 0 and not self._stop.is_set():
             self._report(stuck=True)
-            self._stop.wait(min(remaining, REFRESH_INTERVAL_SECONDS))
+            self._clock.wait(self._stop, min(remaining, REFRESH_INTERVAL_SECONDS))
 
-    def _log_retry(self, what: str, state: RetryCallState, failures: Counter) -> None:
-        outcome = state.outcome.exception() if state.outcome else None
-        self._log_retry_of(what, state.attempt_number, outcome, failures, state.upcoming_sleep)
-
-    def _log_retry_of(
+    def _step_failed(
         self,
-        what: str,
+        step: RetriedStep,
         attempt: int,
         error: BaseException | None,
-        failures: Counter,
         upcoming_sleep: float = 0.0,
     ) -> None:
-        failures.inc()
-        if what == "dead-letter send":
-            self.failed_dead_letter_sends += 1
-        else:
-            self.failed_redis_calls += 1
-        logger.error(
-            "%s failed (attempt %d: %s); retrying in %.1fs, nothing committed past it",
-            what,
-            attempt,
-            error,
-            upcoming_sleep,
-        )
+        """Count a failed try of `step`; log it if it starts an outage (or is a new
+        kind of failure in one): the retries that follow are counted, not logged."""
+        line = "%s failed (attempt %d: %s); retrying in %.1fs, nothing committed past it"
+        args = (step.value, attempt, error, upcoming_sleep)
+        match step:
+            case RetriedStep.DEAD_LETTER_SEND:
+                self.metrics.dead_letter_failures.inc()
+                self._kafka.outage.failed(step.name, line, *args, level=logging.ERROR)
+            case RetriedStep.REDIS_WRITE:
+                self.metrics.redis_failures.labels("write").inc()
+                self._redis.failed(step.name, line, *args, level=logging.ERROR)
+            case RetriedStep.READ_VIEW:
+                self.metrics.redis_failures.labels("read_view").inc()
+                self._redis.failed(step.name, line, *args, level=logging.ERROR)
 
     def _commit(self, offsets: dict[int, int], *, asynchronous: bool) -> None:
         """Commit offsets whose records are in Redis (or dead-lettered)."""
         if not offsets:
             return
-        self.offset_commits += 1
+        self.metrics.offset_commits.inc()
         partitions = [TopicPartition(self._topic, p, o) for p, o in sorted(offsets.items())]
         try:
             if asynchronous:
@@ -564,11 +586,12 @@ class ConsumerWorker:
             # Redis holds the records and where its view is built up to; a failed commit
             # (e.g. during a rebalance) only makes the group's lag look larger for a while.
             self.metrics.commit_failures.inc()
-            logger.warning(
+            error = exc.args[0] if exc.args else None
+            self._kafka.failed(
+                error.name() if isinstance(error, KafkaError) else "commit",
                 "offset commit failed (%s): %s",
                 _describe(partitions),
                 exc,
-                extra={"partitions": sorted(offsets)},
             )
 
     def _commit_before_closing(self, offsets: dict[int, int]) -> None:
@@ -591,19 +614,13 @@ class ConsumerWorker:
             return
         self._commit(offsets, asynchronous=False)
 
-    def _on_commit(self, err: KafkaError | None, _: list[TopicPartition]) -> None:
-        # The outcome of an asynchronous commit, reported from inside poll()/consume().
-        if err is not None and err.code() != KafkaError._NO_OFFSET:
-            self.metrics.commit_failures.inc()
-            logger.warning("offset commit failed: %s", err)
-
     def _check_view_if_due(self) -> None:
         """Replay partitions whose view in Redis is not where this worker left it.
 
         Batch writes notice that too, but only for partitions that receive records; this
         finds an emptied or replaced Redis also while the topic is quiet.
         """
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now < self._next_view_check or not self._view_built_to:
             return
         self._next_view_check = now + self._settings.worker_view_check_interval_seconds
@@ -615,8 +632,9 @@ class ConsumerWorker:
             in_redis = self._sink.built_offsets(partitions)
         except RedisError as exc:
             self.metrics.redis_failures.labels("read_view").inc()
-            logger.warning("cannot check Redis's view (%s); the next write retries", exc)
+            self._redis.failed("view_check", "cannot check Redis's view (%s); retried", exc)
             return
+        self._redis.reachable()
         self._replay_from(
             {p: built for p, built in in_redis.items() if built != self._view_built_to[p]}
         )
@@ -637,7 +655,6 @@ class ConsumerWorker:
                 extra=fields,
             )
             if self._seek_to_view(partition, built):
-                self.view_replays += 1
                 self.metrics.view_replays.inc()
 
     def _seek_to_view(self, partition: int, built: int | None) -> bool:
@@ -676,13 +693,10 @@ class ConsumerWorker:
                 # idling forever with the partitions unread.
                 raise KafkaException(error)
             else:
-                logger.warning("consumer error: %s", error)
+                self._kafka.failed(error.name(), "consumer error: %s", error)
         return records
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        logger.warning("Kafka client error: %s", err)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, _: Any, partitions: list[TopicPartition]) -> None:
         """Start each new partition where Redis's view of it is built, not where the
         group committed: Redis may have lost writes the group committed past."""
         numbers = [p.partition for p in partitions]
@@ -697,24 +711,24 @@ class ConsumerWorker:
             built = self._until_done(
                 lambda: self._sink.built_offsets(numbers),
                 RedisError,
-                "read of Redis's view",
-                self.metrics.redis_failures.labels("read_view"),
+                RetriedStep.READ_VIEW,
             )
         finally:
             self._assigning = []
         if built is None:
             # Stopping while Redis is down: take the partitions but read none of them.
-            consumer.incremental_assign(partitions)
-            consumer.pause(partitions)
+            self._consumer.incremental_assign(partitions)
+            self._consumer.pause(partitions)
             return
-        consumer.incremental_assign(
+        self._redis.reachable()
+        self._consumer.incremental_assign(
             [TopicPartition(self._topic, p, _start_of(built[p])) for p in numbers]
         )
         # A partition this worker held before it left: librdkafka may keep the pause of
         # a partition that comes back. It is read again, and held again if need be.
         paused_before = [TopicPartition(self._topic, p) for p in numbers if p in self._ever_paused]
         if paused_before:
-            consumer.resume(paused_before)
+            self._consumer.resume(paused_before)
         self._view_built_to.update(built)
         logger.info(
             "partitions assigned: %s",
@@ -794,7 +808,7 @@ class ConsumerWorker:
                 extra={"topic": self._topic, "partition": partition, "offset": paused.offset},
             )
 
-    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _: Any, partitions: list[TopicPartition]) -> None:
         # librdkafka runs rebalance callbacks only inside poll(), consume() and close(),
         # on this thread; the batch in the writer thread is seen through first, then what
         # is owed a commit is committed before the partitions go.
@@ -810,7 +824,7 @@ class ConsumerWorker:
             extra={"topic": self._topic, "partitions": [p.partition for p in partitions]},
         )
 
-    def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, _: Any, partitions: list[TopicPartition]) -> None:
         self._finish_write()
         self._release((p.partition for p in partitions), "lost", resume=False)
         self._forget(partitions)
@@ -832,12 +846,12 @@ class ConsumerWorker:
                 self._partition_counts.add(placement.partition_count)
                 self._placements_noted.add(placement)
         except RedisError as exc:
-            logger.warning("cannot read the topic's placements in Redis: %s", exc)
+            self._redis.failed("placements", "cannot read the topic's placements in Redis: %s", exc)
         try:
             metadata = self._consumer.list_topics(self._topic, timeout=_METADATA_TIMEOUT_SECONDS)
             count = len(metadata.topics[self._topic].partitions)
         except (KafkaException, KeyError) as exc:
-            logger.warning("cannot read the topic's partition count: %s", exc)
+            self._kafka.failed("metadata", "cannot read the topic's partition count: %s", exc)
             count = 0
         if count > 0:
             self._partition_counts.add(count)
@@ -879,7 +893,12 @@ class ConsumerWorker:
         try:
             self._sink.note_placement(placement)
         except RedisError as exc:
-            logger.warning("cannot note the topic's placement %s in Redis: %s", placement, exc)
+            self._redis.failed(
+                "note_placement",
+                "cannot note the topic's placement %s in Redis: %s",
+                placement,
+                exc,
+            )
             return
         if not again:
             logger.info("the topic's records are placed by %s", placement.encode())

@@ -34,7 +34,7 @@ def _unavailable(detail: str, retry_after: int) -> JSONResponse:
 
 def delivery_failed(path: str, exc: Exception) -> JSONResponse:
     """The answer to a reading Kafka did not acknowledge (logged here)."""
-    logger.warning("publish to Kafka failed for %s: %s", path, exc)
+    logger.debug("publish to Kafka failed for %s: %s", path, exc)  # the publisher logs it
     return _unavailable(
         f"Kafka did not acknowledge the reading ({exc}); it is not confirmed as stored. "
         "Retry later.",
@@ -44,7 +44,7 @@ def delivery_failed(path: str, exc: Exception) -> JSONResponse:
 
 def batch_delivery_failed(path: str, first_error: Exception) -> JSONResponse:
     """The answer to a batch of which Kafka acknowledged no reading (logged here)."""
-    logger.warning("publish of a batch to Kafka failed for %s: %s", path, first_error)
+    logger.debug("publish of a batch to Kafka failed for %s: %s", path, first_error)
     return _unavailable(
         f"Kafka acknowledged no reading of the batch ({first_error}); none is confirmed as "
         "stored. Retry later.",

@@ -58,6 +58,14 @@ class PublishMetrics:
             ["cause"],
             registry=registry,
         )
+        self.client_errors = Counter(
+            "memtel_api_kafka_client_errors",
+            "Errors the Kafka producer reported (a broker unreachable reports one per "
+            "reconnect attempt), by librdkafka error code; only the first of each code in "
+            "an outage is logged.",
+            ["code"],
+            registry=registry,
+        )
         self.publishes_in_flight = Gauge(
             "memtel_api_publishes_in_flight",
             "Publishes (one per POST) waiting for Kafka's acknowledgement (sampled every "
@@ -100,6 +108,9 @@ class PublishMetrics:
 
     def failed(self, cause: str, records: int) -> None:
         self.failures.labels(cause).inc(records)
+
+    def client_error(self, code: str) -> None:
+        self.client_errors.labels(code).inc()
 
 
 IngestSource = Literal["otlp", "remote-write"]

@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producer_api.metrics import PublishKind, PublishMetrics
 from telemetry_common.contract import KafkaRecord
+from telemetry_common.outage import ClientLog, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,18 @@ class FailureCause(StrEnum):
     FATAL = "fatal"  # the producer hit a fatal error and can no longer publish
     NOT_SENT = "not_sent"  # a batch's earlier record could not be queued, so not this one
     REFUSED = "refused"  # Kafka refused it for any other reason (size, authorization, ...)
+
+
+# Causes that say Kafka is away or overloaded (an outage, logged at its start and end),
+# rather than something about the record.
+_OUTAGE_CAUSES: Final = frozenset(
+    {
+        FailureCause.TIMEOUT,
+        FailureCause.BROKER_UNAVAILABLE,
+        FailureCause.QUEUE_FULL,
+        FailureCause.NOT_SENT,
+    }
+)
 
 
 _TIMEOUTS: Final = frozenset(
@@ -207,7 +220,20 @@ class KafkaPublisher:
         # Publishes waiting for the broker: counted here, shown by the report loop.
         self._in_flight = 0
         self._fatal_error: KafkaError | None = None
-        self._producer = Producer({**config, "error_cb": self._on_client_error})
+        # While a broker is away librdkafka reports an error per reconnect attempt and
+        # every publish fails: logged when it starts (per kind) and ends, counted always.
+        self._kafka = Outage("Kafka", logger)
+        self._producer = Producer(
+            {
+                **config,
+                "error_cb": self._on_client_error,
+                **(
+                    {"logger": ClientLog(config["logger"], self._kafka)}
+                    if "logger" in config
+                    else {}
+                ),
+            }
+        )
         self._loop = asyncio.get_running_loop()
         # Filled by the delivery callbacks, emptied once the poll() that served them ends.
         self._delivered: list[_Delivered] = []
@@ -225,7 +251,8 @@ class KafkaPublisher:
             self._fatal_error = err
             logger.critical("Kafka producer hit a fatal error and can no longer publish: %s", err)
         else:
-            logger.warning("Kafka client error: %s", err)
+            self._metrics.client_error(err.name())
+            self._kafka.failed(err.name(), "Kafka client error: %s", err)
 
     async def _serve_reports(self) -> None:
         while True:
@@ -272,6 +299,8 @@ class KafkaPublisher:
         failed = sum(1 for _, _, err, _ in delivered if err is not None)
         self._failed += failed
         self._acknowledged += len(delivered) - failed
+        if failed < len(delivered):
+            self._kafka.reachable()
         _settle_all(delivered)
 
     @property
@@ -335,13 +364,22 @@ class KafkaPublisher:
         finally:
             self._in_flight -= 1
         outcomes = awaited.results()
-        failed = [outcome.cause for outcome in outcomes if isinstance(outcome, DeliveryError)]
+        failed = [outcome for outcome in outcomes if isinstance(outcome, DeliveryError)]
         if failed:
-            for cause, records in Counter(failed).items():
+            for cause, records in Counter(error.cause for error in failed).items():
                 self._metrics.failed(cause, records)
+            self._log_failure(failed[0])
         elif awaited.finished is not None:
             self._metrics.acknowledged(kind, awaited.finished - awaited.started)
         return outcomes
+
+    def _log_failure(self, error: DeliveryError) -> None:
+        """Log a publish that failed: once per outage and cause if Kafka is away (the
+        failures are counted in memtel_api_publish_failures_total), else each one."""
+        if error.cause in _OUTAGE_CAUSES:
+            self._kafka.failed(f"publish_{error.cause}", "publish to Kafka failed: %s", error)
+        elif error.cause is not FailureCause.FATAL:  # the fatal error is logged once
+            logger.warning("publish to Kafka failed: %s", error)
 
     async def publish(self, topic: str, record: KafkaRecord) -> DeliveryReport:
         """Produce one record; return once the broker acknowledged it.
@@ -375,7 +413,10 @@ class KafkaPublisher:
             except KafkaException:
                 return False
             found = metadata.topics.get(topic)
-            return found is not None and found.error is None and bool(found.partitions)
+            available = found is not None and found.error is None and bool(found.partitions)
+            if available:
+                self._kafka.reachable()
+            return available
 
         return await asyncio.to_thread(lookup)
 

@@ -15,6 +15,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from consumer_worker.build import build_worker
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from consumer_worker.worker import ConsumerWorker
@@ -145,10 +146,44 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
+def worker_count(worker: ConsumerWorker, name: str, **labels: str) -> float:
+    """A counter of the worker's metrics (e.g. "memtel_worker_readings_written_total"),
+    as its registry holds it (0 if it has no such sample yet)."""
+    return worker.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+def readings_written(worker: ConsumerWorker) -> float:
+    return worker_count(worker, "memtel_worker_readings_written_total")
+
+
+def records_dead_lettered(worker: ConsumerWorker) -> float:
+    return worker_count(worker, "memtel_worker_records_dead_lettered_total")
+
+
+def failed_redis_calls(worker: ConsumerWorker) -> float:
+    """Failed Redis writes and reads of the view (each retried)."""
+    return sum(
+        worker_count(worker, "memtel_worker_redis_failures_total", operation=operation)
+        for operation in ("write", "read_view")
+    )
+
+
+def failed_dead_letter_sends(worker: ConsumerWorker) -> float:
+    return worker_count(worker, "memtel_worker_dead_letter_failures_total")
+
+
+def view_replays(worker: ConsumerWorker) -> float:
+    return worker_count(worker, "memtel_worker_view_replays_total")
+
+
+def offset_commits(worker: ConsumerWorker) -> float:
+    return worker_count(worker, "memtel_worker_offset_commits_total")
+
+
 @contextmanager
 def running_worker(settings: WorkerSettings) -> Iterator[ConsumerWorker]:
     """Run a worker on a thread; on exit ask it to stop and wait until it has."""
-    worker = ConsumerWorker(settings)
+    worker = build_worker(settings)
     errors: list[BaseException] = []
 
     def run() -> None:

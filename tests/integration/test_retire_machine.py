@@ -27,9 +27,11 @@ from tests.helpers import (
     forget_built_offsets,
     machine_keys,
     reading,
+    records_dead_lettered,
     running_worker,
     settings_like,
     unique,
+    view_replays,
     wait_until,
     wait_until_async,
 )
@@ -169,7 +171,7 @@ async def test_a_retired_machine_is_gone_stays_gone_after_a_rebuild_and_comes_ba
                 ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
                 wait_until(
                     lambda: (
-                        worker.view_replays >= 1
+                        view_replays(worker) >= 1
                         and built_offsets(redis_client, group, topic)
                         == {p: e for p, e in ends.items() if e > 0}
                     ),
@@ -275,7 +277,7 @@ def test_a_retirement_removes_the_readings_before_it_and_not_those_after(
             30,
             "every record applied",
         )
-        assert worker.records_dead_lettered == 0
+        assert records_dead_lettered(worker) == 0
     assert stored_used(redis_client, back) == 3
     assert history_used(redis_client, back) == [2, 3]
     assert stored_used(redis_client, gone) is None

@@ -18,9 +18,11 @@ from tests.helpers import (
     TOPIC_PARTITIONS,
     committed_offsets,
     end_offsets,
+    failed_redis_calls,
     machine_keys,
     produce,
     reading,
+    records_dead_lettered,
     running_worker,
     sink_for_topic,
     unique,
@@ -110,7 +112,7 @@ def test_an_undecodable_record_is_dead_lettered_and_the_rest_is_stored(
     with running_worker(worker_settings) as worker:
         wait_until(lambda: stored_used(redis_client, machine_id) == 7, 30, "the valid record")
         wait_until(lambda: all_committed(stack, worker_settings), 30, "offsets past the bad ones")
-        assert worker.records_dead_lettered == 3
+        assert records_dead_lettered(worker) == 3
 
 
 def test_a_replayed_older_record_never_overwrites_a_newer_one(
@@ -157,7 +159,7 @@ def test_while_redis_is_down_nothing_is_committed_and_nothing_lost(
         with running_worker(settings) as worker:
             redis_process.stop()
             produce(stack.bootstrap_servers, topic, [record(machine_id, 3)])
-            wait_until(lambda: worker.failed_redis_calls >= 2, 30, "the worker to retry Redis")
+            wait_until(lambda: failed_redis_calls(worker) >= 2, 30, "the worker to retry Redis")
             # The worker has the record but cannot store it: it must not commit.
             committed = committed_offsets(
                 stack.bootstrap_servers, settings.kafka_consumer_group, topic, TOPIC_PARTITIONS

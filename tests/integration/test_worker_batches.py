@@ -15,7 +15,9 @@ from tests.helpers import (
     committed_offsets,
     consume_all,
     end_offsets,
+    offset_commits,
     produce,
+    readings_written,
     running_worker,
     unique,
     wait_until,
@@ -101,11 +103,11 @@ def test_offsets_are_committed_at_most_once_per_interval_and_at_shutdown(
     with running_worker(settings) as worker:
         wait_until(lambda: all_stored(redis_client, machines), 30, "every reading in Redis")
         wait_until(
-            lambda: worker.readings_written == len(machines) * READINGS_PER_COMMIT_TEST,
+            lambda: readings_written(worker) == len(machines) * READINGS_PER_COMMIT_TEST,
             10,
             "one batch per record",
         )
-        assert worker.offset_commits == 1
+        assert offset_commits(worker) == 1
         # That one commit was of the first record: no partition is committed to its end.
         assert partitions_committed_to_the_end(stack, settings) == set()
 
@@ -123,7 +125,7 @@ def test_a_worker_commits_the_partitions_it_gives_up_to_another(
     produce_readings(stack, topic, machines)
     with running_worker(settings) as first:
         wait_until(lambda: all_stored(redis_client, machines), 30, "every reading in Redis")
-        assert first.offset_commits == 1
+        assert offset_commits(first) == 1
         assert partitions_committed_to_the_end(stack, settings) == set()
 
         # A second member takes some partitions: the first commits them as they go
@@ -135,4 +137,4 @@ def test_a_worker_commits_the_partitions_it_gives_up_to_another(
                 "the partitions given up committed",
                 interval=0.5,
             )
-            assert second.readings_written == 0
+            assert readings_written(second) == 0

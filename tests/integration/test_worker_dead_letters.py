@@ -22,8 +22,10 @@ from tests.helpers import (
     committed_offsets,
     consume_all,
     end_offsets,
+    failed_dead_letter_sends,
     machine_keys,
     reading,
+    records_dead_lettered,
     running_worker,
     unique,
     wait_until,
@@ -281,7 +283,7 @@ def test_every_kind_of_bad_record_is_dead_lettered_and_the_good_ones_stored(
             30,
             "offsets committed past every record",
         )
-        assert worker.records_dead_lettered == len(poison)
+        assert records_dead_lettered(worker) == len(poison)
         assert not worker.stop_requested
 
     by_offset: dict[int | None, Message] = {
@@ -340,14 +342,14 @@ def test_while_the_dead_letter_topic_is_unavailable_nothing_moves_past_the_recor
         worker_retry_max_backoff_seconds=0.5,
     )
     with running_worker(settings) as worker:
-        wait_until(lambda: worker.failed_dead_letter_sends >= 2, 30, "dead-letter retries")
+        wait_until(lambda: failed_dead_letter_sends(worker) >= 2, 30, "dead-letter retries")
         # The batch with the bad record is held whole: nothing of it stored or committed.
         committed = committed_offsets(
             stack.bootstrap_servers, settings.kafka_consumer_group, source, 1
         )
         assert committed[0] < 0, committed
         assert stored_reading(redis_client, after) is None
-        assert worker.records_dead_lettered == 0
+        assert records_dead_lettered(worker) == 0
 
         services.create_topic(stack.bootstrap_servers, missing_dead_letters, 1)
         (letter,) = consume_all(stack.bootstrap_servers, missing_dead_letters, 1, 60)
@@ -365,4 +367,4 @@ def test_while_the_dead_letter_topic_is_unavailable_nothing_moves_past_the_recor
             30,
             "offsets committed past the dead-lettered record",
         )
-        assert worker.records_dead_lettered == 1
+        assert records_dead_lettered(worker) == 1

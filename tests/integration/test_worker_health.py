@@ -21,6 +21,7 @@ from telemetry_common.contract import MemoryReading, encode_record
 from tests.helpers import (
     TOPIC_PARTITIONS,
     end_offsets,
+    failed_redis_calls,
     machine_keys,
     produce,
     reading,
@@ -120,7 +121,7 @@ def test_a_worker_stuck_behind_on_redis_shows_its_lag_and_is_unhealthy_until_red
             assert line.startswith(f"stalled: {len(machines)} records behind"), line
             status, body = healthz(metrics_port)
             assert (status, body.split(" ")[0]) == (503, "stalled:"), body
-            assert worker.failed_redis_calls >= 1
+            assert failed_redis_calls(worker) >= 1
 
             redis_process.start()
             client = redis.Redis(port=port, decode_responses=True)

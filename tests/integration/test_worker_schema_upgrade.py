@@ -15,6 +15,7 @@ import redis
 from confluent_kafka import KafkaError, Message, Producer
 
 from consumer_worker.batch import RecordDecoder
+from consumer_worker.build import build_worker
 from consumer_worker.heartbeat import PausedPartition, read_status
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.worker import ConsumerWorker
@@ -35,6 +36,7 @@ from tests.helpers import (
     end_offsets,
     machine_keys,
     reading,
+    records_dead_lettered,
     unique,
     wait_until,
 )
@@ -94,7 +96,7 @@ def running(
     settings: WorkerSettings, decoders: Mapping[int, RecordDecoder] | None = None
 ) -> Iterator[ConsumerWorker]:
     """A worker on a thread (reading the versions of `decoders` too); stopped on exit."""
-    worker = ConsumerWorker(settings, record_decoders=decoders)
+    worker = build_worker(settings, record_decoders=decoders)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -208,7 +210,7 @@ def test_a_newer_record_holds_its_partition_until_a_worker_that_reads_it_takes_o
         samples = scrape(port)
         assert value(samples, GAUGE, topic=topic, partition=str(held)) == 2
         assert value(samples, "memtel_worker_records_dead_lettered_total") == 0
-        assert worker.records_dead_lettered == 0
+        assert records_dead_lettered(worker) == 0
         status, text = healthz(port)
         assert status == 200
         assert text.startswith(
@@ -242,7 +244,7 @@ def test_a_newer_record_holds_its_partition_until_a_worker_that_reads_it_takes_o
         wait_until(lambda: worker.health().state == "degraded", 30, "the new owner to hold")
         assert built_offsets(redis_client, group, topic)[held] == newer_offset
         assert stored_used(redis_client, a) == 2
-        assert worker.records_dead_lettered == 0
+        assert records_dead_lettered(worker) == 0
 
     # A worker that reads version 2 takes the partition from the held record on.
     with running(settings, {2: decode_v2}) as worker:
@@ -254,7 +256,7 @@ def test_a_newer_record_holds_its_partition_until_a_worker_that_reads_it_takes_o
         assert stored_used(redis_client, a2) == 5
         assert history_used(redis_client, a) == [1, 2, 3, 4, 6]
         assert worker.health().state == "healthy"
-        assert worker.records_dead_lettered == 0
+        assert records_dead_lettered(worker) == 0
         port = serving(worker)
         samples = scrape(port)
         assert value(samples, GAUGE, topic=topic, partition=str(held)) == 0
