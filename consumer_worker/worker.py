@@ -854,6 +854,7 @@ class ConsumerWorker:
             self._kafka.failed("metadata", "cannot read the topic's partition count: %s", exc)
             count = 0
         if count > 0:
+            self._kafka.reachable()
             self._partition_counts.add(count)
             self._placements_noted.add(Placement(PARTITIONER, count))
         # Every placement known, again: the set may have been lost with the rest of

@@ -13,7 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
+
+# An outage no error was reported in for this long is taken as over, even if nothing
+# said so (a quiet worker or API may not call Kafka for a while): the next error starts
+# a new one, which is logged. librdkafka retries a connection at least every 10 s
+# (reconnect.backoff.max.ms), so an outage that goes on reports errors more often.
+QUIET_SECONDS: Final = 60.0
 
 
 class Outage:
@@ -35,6 +41,7 @@ class Outage:
         self._clock = clock
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._last_error = 0.0
         self._errors = 0
         self._kinds_logged: set[str] = set()
 
@@ -46,9 +53,15 @@ class Outage:
         """One error of `kind`: logged (`line % args`) only if it is the first of its
         kind since the dependency was last reachable."""
         with self._lock:
+            now = self._clock()
+            quiet = self._since is not None and now - self._last_error >= QUIET_SECONDS
+            if quiet:
+                self._since, self._errors = None, 0
+                self._kinds_logged.clear()
             first = self._since is None
             if first:
-                self._since = self._clock()
+                self._since = now
+            self._last_error = now
             self._errors += 1
             if kind in self._kinds_logged:
                 return

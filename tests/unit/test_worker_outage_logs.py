@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer_worker.kafka_errors import KafkaErrors
 from consumer_worker.metrics import WorkerMetrics
-from telemetry_common.outage import Outage
+from telemetry_common.outage import QUIET_SECONDS, ClientLog, Outage
 
 pytestmark = pytest.mark.unit
 
@@ -85,3 +85,42 @@ def test_a_failed_commit_is_counted_as_a_commit_failure() -> None:
     errors.on_commit(KafkaError(KafkaError._NO_OFFSET), [])  # nothing to commit: no failure
     errors.on_commit(KafkaError(KafkaError.REQUEST_TIMED_OUT), [])
     assert metrics.registry.get_sample_value("memtel_worker_commit_failures_total") == 1
+
+
+def test_an_outage_without_errors_for_a_while_is_over_and_the_next_one_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    outage = Outage("Kafka", logger, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="tests.outage"):
+        outage.failed("_TRANSPORT", "Kafka client error: %s", "refused")
+        now[0] += 5
+        outage.failed("_TRANSPORT", "Kafka client error: %s", "refused")  # the same outage
+        now[0] += QUIET_SECONDS  # nothing said Kafka came back, but nothing failed either
+        outage.failed("_TRANSPORT", "Kafka client error: %s", "refused")
+    assert [line.split(" (")[1] for line in lines(caplog)] == [
+        "Kafka unreachable; repeats are counted, not logged, until it is reachable again)",
+        "Kafka unreachable; repeats are counted, not logged, until it is reachable again)",
+    ]
+
+
+def test_librdkafka_lines_repeating_an_outage_are_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = Outage("Kafka", logger)
+    client_log = ClientLog(logging.getLogger("tests.librdkafka"), outage)
+    fmt = "%s [%s] %s"
+    with caplog.at_level(logging.INFO):
+        client_log.log(logging.WARNING, fmt, "FAIL", "c1", "Disconnected")  # before: logged
+        outage.failed("_TRANSPORT", "Kafka client error: %s", "refused")
+        for _ in range(20):
+            client_log.log(logging.ERROR, fmt, "FAIL", "c1", "Connect failed")
+        client_log.log(logging.WARNING, fmt, "SESSTMOUT", "c1", "session timed out")
+        client_log.log(logging.WARNING, fmt, "SESSTMOUT", "c1", "session timed out")
+        outage.reachable()
+        client_log.log(logging.INFO, fmt, "FAIL", "c1", "Disconnected (idle)")
+    assert [r.getMessage() for r in caplog.records if r.name == "tests.librdkafka"] == [
+        "FAIL [c1] Disconnected",
+        "SESSTMOUT [c1] session timed out",
+        "FAIL [c1] Disconnected (idle)",
+    ]
