@@ -15,12 +15,13 @@ from starlette.types import ASGIApp
 from producer_api.api_keys import ApiKeys
 from producer_api.auth import KeyCheck
 from producer_api.cors import with_cors
-from producer_api.deps import AppState
 from producer_api.dashboard import install_dashboard
+from producer_api.deps import AppState
 from producer_api.docs import install_docs
 from producer_api.errors import install_error_handlers
-from producer_api.fast_path import IngestFastPath
 from producer_api.formats.routes import ingest_formats
+from producer_api.ingest.asgi import IngestEndpoints
+from producer_api.ingest.core import IngestRules
 from producer_api.metrics import METRICS_PATH, ApiMetrics
 from producer_api.publisher import KafkaPublisher, Publisher
 from producer_api.request_ids import with_request_ids
@@ -49,9 +50,10 @@ class ProducerApi(FastAPI):
     """The FastAPI app, with what must see every request in front of its middleware stack.
 
     From the outside in: the request id (so every answer and log line has it), the
-    request counter, CORS when configured, then `IngestFastPath`, which answers the
-    common POSTs itself, and only then FastAPI's own stack. FastAPI's `add_middleware`
-    would put them behind the fast path, where they would miss what it answers.
+    request counter, CORS when configured, then `IngestEndpoints`, which answers the
+    two ingest POSTs itself with `ingest_rules`, and only then FastAPI's own stack.
+    FastAPI's `add_middleware` would put them behind the ingest endpoints, where they
+    would miss what those answer.
     """
 
     def __init__(
@@ -66,13 +68,11 @@ class ProducerApi(FastAPI):
         self.metrics = metrics
         self.key_check = key_check
         self.cors_origins = cors_origins
+        # The rules of the ingest POSTs, also read by their routes (`IngestRoute`).
+        self.ingest_rules = IngestRules(max_body_bytes=self.max_body_size, key_check=key_check)
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = IngestFastPath(
-            super().build_middleware_stack(),
-            max_body_bytes=self.max_body_size,
-            key_check=self.key_check,
-        )
+        app: ASGIApp = IngestEndpoints(super().build_middleware_stack(), self.ingest_rules)
         app = with_cors(app, self.cors_origins)
         app = RequestCounting(app, self.metrics.requests)
         return with_request_ids(app)

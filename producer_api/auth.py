@@ -9,9 +9,9 @@ one `403`. The health endpoints, `/metrics` and the docs are on no such router a
 open. The OTLP and remote-write routes (`producer_api.formats`) get the same check.
 
 The check is FastAPI's `APIKeyHeader` security scheme, so the OpenAPI document declares
-it and Swagger UI's "Authorize" button sends the key. The fast path serves a POST only
-when `KeyCheck.admits` it (the same comparison), and otherwise leaves it to the route,
-whose dependency gives the 401 or 403.
+it and Swagger UI's "Authorize" button sends the key. The ingest POSTs, answered ahead
+of FastAPI (`producer_api.ingest`), use `KeyCheck.admits` (the same comparison) and
+give the same 401 or 403.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class KeyCheck:
         return self._protect_reads or method not in READ_METHODS
 
     def admits(self, headers: Headers) -> bool:
-        """Whether the request carries an accepted key (for the fast path)."""
+        """Whether the request carries an accepted key (for the ingest POSTs)."""
         presented = headers.get(_HEADER_KEY) or bearer_token(headers)
         return presented is not None and self._keys.accepts(presented)
 

@@ -4,7 +4,7 @@ Off by default: without the setting no CORS header is sent, and browsers let onl
 of the API's own origin read its answers. With it, Starlette's CORSMiddleware answers
 preflight requests (OPTIONS with `Origin` and `Access-Control-Request-Method`) before
 routing, and adds `Access-Control-Allow-Origin` to the answers to the listed origins,
-fast-path answers included (it wraps the whole app). A plain OPTIONS still gets the
+ingest answers included (it wraps the whole app). A plain OPTIONS still gets the
 app's own `204` with `Allow` (see `allowed_methods`).
 """
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producer_api.allowed_methods import method_not_allowed
+from producer_api.ingest import answers
+from producer_api.ingest.answers import KAFKA_RETRY_AFTER_SECONDS as KAFKA_RETRY_AFTER_SECONDS
 from producer_api.publisher import DeliveryError
 from producer_api.store import RedisDeadlineExceededError
 from producer_api.validation_errors import invalid_request
@@ -20,7 +22,6 @@ from telemetry_common.storage import DamagedStoredReadingError
 
 logger = logging.getLogger(__name__)
 
-KAFKA_RETRY_AFTER_SECONDS = 5
 REDIS_RETRY_AFTER_SECONDS = 2
 
 
@@ -32,27 +33,16 @@ def _unavailable(detail: str, retry_after: int) -> JSONResponse:
     )
 
 
-def delivery_failed(path: str, exc: Exception) -> JSONResponse:
-    """The answer to a reading Kafka did not acknowledge (logged here)."""
-    logger.debug("publish to Kafka failed for %s: %s", path, exc)  # the publisher logs it
-    return _unavailable(
-        f"Kafka did not acknowledge the reading ({exc}); it is not confirmed as stored. "
-        "Retry later.",
-        KAFKA_RETRY_AFTER_SECONDS,
-    )
+def delivery_failed(path: str, exc: Exception) -> Response:
+    """The answer to a reading Kafka did not acknowledge (logged here): the ingest
+    endpoints' own (`producer_api.ingest.answers`), for the other routes that publish."""
+    answer = answers.delivery_failed(path, exc)
+    response = Response(answer.body, status_code=answer.status)
+    response.raw_headers = answer.headers
+    return response
 
 
-def batch_delivery_failed(path: str, first_error: Exception) -> JSONResponse:
-    """The answer to a batch of which Kafka acknowledged no reading (logged here)."""
-    logger.debug("publish of a batch to Kafka failed for %s: %s", path, first_error)
-    return _unavailable(
-        f"Kafka acknowledged no reading of the batch ({first_error}); none is confirmed as "
-        "stored. Retry later.",
-        KAFKA_RETRY_AFTER_SECONDS,
-    )
-
-
-async def _delivery_failed(request: Request, exc: Exception) -> JSONResponse:
+async def _delivery_failed(request: Request, exc: Exception) -> Response:
     return delivery_failed(request.url.path, exc)
 
 

@@ -3,7 +3,7 @@
 asgi-correlation-id's middleware takes the request's own `X-Request-ID` when it is a
 plausible id, and otherwise makes one (128 random bits as 32 hex digits, as a UUID's
 hex form), sets it for the request's task (where `telemetry_common.logs` reads it) and
-adds it to the answer. It wraps the whole app, the fast path included, so every answer
+adds it to the answer. It wraps the whole app, the ingest endpoints included, so every answer
 has the header, errors and preflight answers too.
 
 An id taken from a client goes into log lines and an answer header as it is, so only

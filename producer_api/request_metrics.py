@@ -1,9 +1,9 @@
 """ASGI middleware counting every answered request by method, route template and status.
 
-It wraps the whole app, the fast path included. The route is the template of the route
+It wraps the whole app, the ingest endpoints included. The route is the template of the route
 that served the request, never the raw path, so the number of series stays bounded
-whatever paths clients send: the router leaves the matched route in the scope, the fast
-path the template it served (`ROUTE_TEMPLATE`), and a path nothing serves is
+whatever paths clients send: the router leaves the matched route in the scope, the
+ingest endpoints the template they served (`ROUTE_TEMPLATE`), and a path nothing serves is
 `unmatched`. Unknown methods are counted as `other`.
 """
 
@@ -14,7 +14,7 @@ from typing import Final
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Where a handler outside the router (the fast path) leaves the template it served.
+# Where a handler outside the router (the ingest endpoints) leaves the template it served.
 ROUTE_TEMPLATE: Final = "memtelemetry.route_template"
 UNMATCHED: Final = "unmatched"
 _KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

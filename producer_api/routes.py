@@ -1,17 +1,20 @@
-"""HTTP routes. They stay thin: validation is the contract's, I/O the clients'."""
+"""HTTP routes. They stay thin: validation is the contract's, I/O the clients'.
+
+The two ingest operations (`publish_reading`, `publish_batch`) are declared here for
+the OpenAPI document (their parameters, body, answers and docstrings) and served by
+`producer_api.ingest`, whose rules answer every outcome; their functions never run.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
     Body,
-    Depends,
     Header,
     HTTPException,
     Path,
@@ -33,10 +36,8 @@ from producer_api.consistency import (
     Token,
     latest_once_stored,
     parse_token,
-    token_of,
 )
 from producer_api.deps import PublisherDep, SettingsDep, StoreDep
-from producer_api.errors import KAFKA_RETRY_AFTER_SECONDS, batch_delivery_failed
 from producer_api.fleet import (
     DEFAULT_FLEET_PAGE,
     MAX_FLEET_PAGE,
@@ -61,10 +62,11 @@ from producer_api.history import (
     UnknownMachineError,
     read_history,
 )
-from producer_api.json_route import JSON_MEDIA_TYPE, StrictJsonRoute
+from producer_api.ingest.asgi import IngestRoute
+from producer_api.ingest.core import OFFSET_HEADER as OFFSET_HEADER
+from producer_api.ingest.core import PARTITION_HEADER as PARTITION_HEADER
+from producer_api.json_route import JSON_MEDIA_TYPE
 from producer_api.paging import CURSOR_PATTERN, MAX_CURSOR_LENGTH, CursorT, decode_cursor, next_link
-from producer_api.publisher import DeliveryError, DeliveryReport
-from producer_api.record_batch import encode_batch
 from producer_api.schemas import (
     BAD_BODY,
     MAX_PARTITION,
@@ -83,14 +85,12 @@ from telemetry_common.contract import (
     MACHINE_ID_MAX_LENGTH,
     MACHINE_ID_PATTERN,
     MemoryReading,
-    encode_record,
     utc_now,
 )
 
 logger = logging.getLogger(__name__)
 
-PARTITION_HEADER = "X-Kafka-Partition"
-OFFSET_HEADER = "X-Kafka-Offset"
+Endpoint = Callable[..., Coroutine[Any, Any, Any]]
 
 MachineId = Annotated[
     str,
@@ -126,11 +126,24 @@ _PUBLISHED_HEADERS: dict[str, Any] = {
     },
 }
 
-readings = APIRouter(tags=["readings"], route_class=StrictJsonRoute)
+readings = APIRouter(tags=["readings"])
 health = APIRouter(tags=["health"])
 
 
-@readings.post(
+def _ingest_operation(path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+    """Register a POST of `readings` served by `IngestRoute`: FastAPI documents it from
+    the endpoint's signature and `documented`; the ingest rules answer it."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        readings.add_api_route(
+            path, endpoint, methods=["POST"], route_class_override=IngestRoute, **documented
+        )
+        return endpoint
+
+    return register
+
+
+@_ingest_operation(
     "/cpu-info/{machine_id}",
     operation_id="publish_reading",
     summary="Publish a memory reading",
@@ -153,12 +166,7 @@ async def publish_reading(
 ) -> dict[str, MemoryReading]:
     """Validate a reading (the columns of `free`, in KiB) and publish it to Kafka, keyed
     by the machine id. Answers only after the broker acknowledged the record."""
-    record = encode_record(machine_id, reading, utc_now())
-    report = await publisher.publish(settings.kafka_topic, record)
-    response.headers[PARTITION_HEADER] = str(report.partition)
-    response.headers[OFFSET_HEADER] = str(report.offset)
-    response.headers[CONSISTENCY_HEADER] = token_of(report.partition, report.offset)
-    return {machine_id: reading}
+    raise AssertionError("served by producer_api.ingest (IngestRoute)")
 
 
 # The 200 and 207 answers' examples: two readings of web-01 and one of db-01.
@@ -201,30 +209,11 @@ BatchBody = Annotated[
 ]
 
 
-async def _batch_within_bound(request: Request, settings: SettingsDep) -> None:
-    """413 for a batch of more items than API_MAX_BATCH_ITEMS, before any is validated.
-
-    (FastAPI resolves this dependency before it validates the body; the body is the
-    value StrictJsonRoute already parsed.)
-    """
-    document = await request.json()
-    limit = settings.api_max_batch_items
-    if isinstance(document, list) and len(document) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=(
-                f"a batch holds at most {limit} readings (API_MAX_BATCH_ITEMS); this one "
-                f"holds {len(document)}: send them in smaller batches"
-            ),
-        )
-
-
-@readings.post(
+@_ingest_operation(
     "/cpu-info",
     operation_id="publish_batch",
     summary="Publish a batch of readings",
     response_model=BatchAnswer,
-    dependencies=[Depends(_batch_within_bound)],
     responses={
         200: {
             "description": "The broker acknowledged every reading; `items` says where each went.",
@@ -278,48 +267,14 @@ async def _batch_within_bound(request: Request, settings: SettingsDep) -> None:
     },
 )
 async def publish_batch(
-    items: BatchBody, request: Request, publisher: PublisherDep, settings: SettingsDep
-) -> Response:
+    items: BatchBody, publisher: PublisherDep, settings: SettingsDep
+) -> BatchAnswer:
     """Validate a batch of readings, item by item under the rules of the single endpoint,
     and publish them to Kafka, each keyed by its machine id. If any item is invalid the
     answer is 422 naming each invalid item and nothing is published. Otherwise every
     reading is produced at once and the answer comes once each one was acknowledged or
     failed: 200 if all were acknowledged, 207 if only some, 503 if none."""
-    records = encode_batch([(item.machine_id, item.reading) for item in items], utc_now())
-    outcomes = await publisher.publish_all(settings.kafka_topic, records)
-    return batch_answer(request.url.path, outcomes)
-
-
-def batch_answer(path: str, outcomes: Sequence[DeliveryReport | DeliveryError]) -> Response:
-    """The answer to a batch: 200, 207 or 503 with what became of each reading."""
-    failed = [outcome for outcome in outcomes if not isinstance(outcome, DeliveryReport)]
-    if len(failed) == len(outcomes):
-        return batch_delivery_failed(path, failed[0])
-    if failed:
-        logger.warning(
-            "Kafka did not acknowledge %d of the %d readings of a batch: %s",
-            len(failed),
-            len(outcomes),
-            failed[0],
-        )
-    body = {
-        "acknowledged": len(outcomes) - len(failed),
-        "failed": len(failed),
-        "items": [
-            {"status": "acknowledged", "partition": outcome.partition, "offset": outcome.offset}
-            if isinstance(outcome, DeliveryReport)
-            else {"status": "failed", "detail": str(outcome)}
-            for outcome in outcomes
-        ],
-    }
-    # Built from plain values: validating 1000 items against the answer model again
-    # would cost as much as validating the request.
-    return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status.HTTP_207_MULTI_STATUS if failed else status.HTTP_200_OK,
-        media_type=JSON_MEDIA_TYPE,
-        headers={"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)} if failed else None,
-    )
+    raise AssertionError("served by producer_api.ingest (IngestRoute)")
 
 
 TokenHeader = Annotated[

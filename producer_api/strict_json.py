@@ -94,6 +94,15 @@ def _check_depth_and_strings(document: Any) -> None:
             )
 
 
+# Built once: `json.loads` with arguments builds a decoder on every call.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicate_keys,
+    parse_constant=_refuse_constant,
+    parse_int=_bounded_int,
+    parse_float=_finite_float,
+)
+
+
 def parse_strict_json(body: bytes) -> Any:
     """The JSON value of `body`; MalformedJsonError if it is not strict JSON in UTF-8."""
     if not body:
@@ -103,18 +112,18 @@ def parse_strict_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedJsonError(f"the request body is not UTF-8 (byte {exc.start})") from exc
     try:
-        document = json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicate_keys,
-            parse_constant=_refuse_constant,
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-        )
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedJsonError(
             f"the request body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from exc
     except RecursionError as exc:  # the decoder recurses once per nesting level
         raise MalformedJsonError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels") from exc
-    _check_depth_and_strings(document)
+    # A lone surrogate comes only from a `\u` escape (the UTF-8 decoding refused any
+    # other), and a document cannot nest deeper than it has brackets: a body with
+    # neither has nothing for the walk to find.
+    if "\\u" in text or text.count("[") + text.count("{") > MAX_NESTING_DEPTH:
+        _check_depth_and_strings(document)
     return document

@@ -5,7 +5,8 @@ strict JSON encoder. Bytes that are not UTF-8, strings with lone surrogates,
 non-finite floats and integers too long to print all pass validation's error path
 but break that encoder, so the client got a 500 for its own bad input. Here every
 error keeps FastAPI's shape (`type`, `loc`, `msg`, `input`, `ctx`) with each value
-made encodable first.
+made encodable first: in the answers of FastAPI's routes (`invalid_request`) and of
+the ingest endpoints (`producer_api.ingest.core`), which name errors the same way.
 """
 
 from __future__ import annotations

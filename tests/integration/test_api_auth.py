@@ -1,5 +1,5 @@
 """API keys: writes need one once keys are configured, reads only when asked; a missing
-key is 401, a wrong one 403, on the fast path and on the routes alike."""
+key is 401, a wrong one 403, for a body of announced length and a streamed one alike."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def keyed(key: str | None) -> dict[str, str]:
 
 
 async def streamed(body: bytes) -> AsyncIterator[bytes]:
-    """A body without Content-Length: the route reads it, not the fast path."""
+    """A body without Content-Length (chunked)."""
     yield body
 
 
@@ -56,7 +56,7 @@ async def post_single(client: httpx.AsyncClient, key: str | None) -> httpx.Respo
     return await client.post(f"/cpu-info/{unique('m')}", json=READING, headers=keyed(key))
 
 
-async def post_single_to_the_route(client: httpx.AsyncClient, key: str | None) -> httpx.Response:
+async def post_single_streamed(client: httpx.AsyncClient, key: str | None) -> httpx.Response:
     body = httpx.Request("POST", "/", json=READING).content
     return await client.post(
         f"/cpu-info/{unique('m')}",
@@ -69,7 +69,7 @@ async def post_batch(client: httpx.AsyncClient, key: str | None) -> httpx.Respon
     return await client.post("/cpu-info", json=batch(), headers=keyed(key))
 
 
-async def post_batch_to_the_route(client: httpx.AsyncClient, key: str | None) -> httpx.Response:
+async def post_batch_streamed(client: httpx.AsyncClient, key: str | None) -> httpx.Response:
     body = httpx.Request("POST", "/", json=batch()).content
     return await client.post(
         "/cpu-info",
@@ -78,7 +78,7 @@ async def post_batch_to_the_route(client: httpx.AsyncClient, key: str | None) ->
     )
 
 
-WRITES = [post_single, post_single_to_the_route, post_batch, post_batch_to_the_route]
+WRITES = [post_single, post_single_streamed, post_batch, post_batch_streamed]
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda write: write.__name__)

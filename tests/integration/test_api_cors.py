@@ -1,5 +1,5 @@
 """CORS: off unless API_CORS_ALLOW_ORIGINS lists origins; then browsers on those origins
-may call the API (preflight included), fast-path answers and API keys included."""
+may call the API (preflight included), ingest answers and API keys included."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def test_a_listed_origin_may_call_the_api(producer_settings: ProducerSetti
     )
     async with api_client(settings) as client:
         asked = await client.options("/cpu-info/m1", headers=preflight(DASHBOARD))
-        # Answered by the fast path, which the CORS layer wraps.
+        # Answered by the ingest endpoints, which the CORS layer wraps.
         posted = await client.post(
             f"/cpu-info/{unique('m')}", json=READING, headers={"Origin": DASHBOARD}
         )

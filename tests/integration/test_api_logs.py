@@ -31,7 +31,7 @@ async def test_a_valid_request_id_is_echoed_on_every_kind_of_answer(
 ) -> None:
     async with api_client(producer_settings) as client:
         answers = {
-            "fast path": await client.post(
+            "reading": await client.post(
                 f"/cpu-info/{unique('m')}", json=READING, headers={"X-Request-ID": "req-1"}
             ),
             "batch": await client.post(
@@ -48,7 +48,7 @@ async def test_a_valid_request_id_is_echoed_on_every_kind_of_answer(
         }
     statuses = {name: answer.status_code for name, answer in answers.items()}
     assert statuses == {
-        "fast path": 200,
+        "reading": 200,
         "batch": 200,
         "invalid body": 422,
         "not found": 404,

@@ -166,8 +166,7 @@ async def test_records_queued_at_shutdown_are_delivered_before_close_returns(
 
 
 async def streamed(body: bytes) -> AsyncIterator[bytes]:
-    """A body without Content-Length (chunked): the app's routes read it, not the
-    fast path in front of them, which takes only bodies of announced size."""
+    """A body without Content-Length: httpx sends it chunked."""
     yield body
 
 
@@ -181,28 +180,28 @@ async def streamed(body: bytes) -> AsyncIterator[bytes]:
         b'{"total": 0, "used": -0, "free": 0, "shared": 0, "buff_cache": 0, "available": 0}',
     ],
 )
-async def test_a_post_gets_the_same_answer_from_the_fast_path_as_from_the_route(
+async def test_a_post_gets_the_same_answer_whether_its_body_is_sized_or_streamed(
     stack: LocalStack, topic: str, producer_settings: ProducerSettings, body: bytes
 ) -> None:
     machine_id = unique("m")
     headers = {"content-type": "application/json"}
     async with api_client(producer_settings) as client:
-        fast = await client.post(f"/cpu-info/{machine_id}", content=body, headers=headers)
-        routed = await client.post(
+        sized = await client.post(f"/cpu-info/{machine_id}", content=body, headers=headers)
+        streamed_post = await client.post(
             f"/cpu-info/{machine_id}", content=streamed(body), headers=headers
         )
-    assert "content-length" not in routed.request.headers
-    assert fast.status_code == routed.status_code == 200
-    assert fast.content == routed.content
-    assert json.loads(fast.content) == {machine_id: json.loads(body)}
+    assert "content-length" not in streamed_post.request.headers
+    assert sized.status_code == streamed_post.status_code == 200
+    assert sized.content == streamed_post.content
+    assert json.loads(sized.content) == {machine_id: json.loads(body)}
     position_headers = {"x-kafka-partition", "x-kafka-offset"}
-    assert fast.headers.keys() == routed.headers.keys() >= position_headers
-    assert fast.headers["content-type"] == routed.headers["content-type"]
-    assert int(routed.headers["X-Kafka-Offset"]) == int(fast.headers["X-Kafka-Offset"]) + 1
+    assert sized.headers.keys() == streamed_post.headers.keys() >= position_headers
+    assert sized.headers["content-type"] == streamed_post.headers["content-type"]
+    assert int(streamed_post.headers["X-Kafka-Offset"]) == int(sized.headers["X-Kafka-Offset"]) + 1
     assert len(consume_all(stack.bootstrap_servers, topic, 2)) == 2
 
 
-async def test_a_batch_gets_the_same_answer_from_the_fast_path_as_from_the_route(
+async def test_a_batch_gets_the_same_answer_whether_its_body_is_sized_or_streamed(
     stack: LocalStack, topic: str, producer_settings: ProducerSettings
 ) -> None:
     machine_id = unique("m")
@@ -211,11 +210,11 @@ async def test_a_batch_gets_the_same_answer_from_the_fast_path_as_from_the_route
     ).encode()
     headers = {"content-type": "application/json"}
     async with api_client(producer_settings) as client:
-        fast = await client.post("/cpu-info", content=body, headers=headers)
-        routed = await client.post("/cpu-info", content=streamed(body), headers=headers)
-    assert fast.status_code == routed.status_code == 200
-    assert fast.headers.keys() == routed.headers.keys()
-    first, second = fast.json(), routed.json()
+        sized = await client.post("/cpu-info", content=body, headers=headers)
+        streamed_post = await client.post("/cpu-info", content=streamed(body), headers=headers)
+    assert sized.status_code == streamed_post.status_code == 200
+    assert sized.headers.keys() == streamed_post.headers.keys()
+    first, second = sized.json(), streamed_post.json()
     assert [item["offset"] + 3 for item in first["items"]] == [
         item["offset"] for item in second["items"]
     ]
