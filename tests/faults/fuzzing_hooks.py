@@ -3,7 +3,7 @@
 The OpenAPI document says everything the API checks that JSON Schema can say: each
 column's bounds (`minimum: 0`, `exclusiveMaximum: 2**63`, exact integers), the machine
 id's and the consistency token's patterns, the cursor's alphabet and length, every
-limit. Inputs are sent as generated, but for the three rules no JSON Schema can
+limit. Inputs are sent as generated, but for the four rules no JSON Schema can
 express, each adjusted in the narrowest way that keeps a valid case valid:
 
 * A reading's columns are parts of its `total` and none may exceed it, a rule between
@@ -16,6 +16,11 @@ express, each adjusted in the narrowest way that keeps a valid case valid:
 * A paging `cursor` is opaque: valid only as the API gave it out (any other is a 422,
   `not a cursor of this listing`), which no pattern can say. A cursor generated as
   valid is dropped, so the request asks for the first page.
+* The fleet listing's query parameters depend on each other (`min_pressure` and
+  `max_pressure` bound a listing by pressure only, and a listing by pressure takes no
+  `not_seen_for`; any other mix is a 422 naming the parameter), which OpenAPI's
+  parameters, each with a schema of its own, cannot say: in a query generated as
+  valid, the parameters the chosen order does not take are dropped.
 
 One more corrects schemathesis itself, changing no input: its coverage phase at times
 labels a case valid while its own record of the case says a part was generated invalid
@@ -67,11 +72,22 @@ def _labelled_as_its_parts(case: schemathesis.Case[Any]) -> bool:
     return True
 
 
+def _fleet_query_made_consistent(query: MutableMapping[str, Any]) -> None:
+    """Drop the fleet listing's parameters its order does not take (others' queries hold
+    none of these names)."""
+    if query.get("sort") == "pressure":
+        query.pop("not_seen_for", None)
+    else:
+        query.pop("min_pressure", None)
+        query.pop("max_pressure", None)
+
+
 @schemathesis.hook
 def map_case(_: schemathesis.HookContext, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
     valid = _labelled_as_its_parts(case)
     if valid and isinstance(case.query, MutableMapping):
         case.query.pop("cursor", None)
+        _fleet_query_made_consistent(case.query)
     if isinstance(case.body, dict):
         case.body = _reading_made_valid(case.body, generated_valid=valid)
     elif isinstance(case.body, list):  # a batch: each item's reading
