@@ -107,10 +107,10 @@ class Outage:
 
 class ClientLog:
     """A Kafka client's `logger` setting: librdkafka's own log lines, less the repeats
-    during an outage. librdkafka logs a FAIL line per failed connection attempt and
-    reports the same failure to `error_cb`, where it is counted (and logged once): those
-    lines are left out while the outage lasts; of the others, the first of each facility
-    in an outage goes through."""
+    of an outage. librdkafka logs a FAIL line for each failed or closed broker
+    connection, and reports the same failure, in the same words, to `error_cb`, where it
+    is counted (and logged when it is news): FAIL lines go out at DEBUG. Of the other
+    lines, the first of each facility in an outage goes through."""
 
     def __init__(self, logger: Any, outage: Outage) -> None:
         self._logger = logger
@@ -119,8 +119,7 @@ class ClientLog:
     def log(self, level: int, msg: str, *args: object) -> None:
         # confluent-kafka calls log(level, "%s [%s] %s", facility, client name, text).
         facility = args[0] if args else msg
-        if facility == "FAIL" and self._outage.unreachable:
-            return  # a failed connection attempt: error_cb reports (and counts) it too
-        if self._outage.repeated(f"librdkafka {facility}"):
-            return
-        self._logger.log(level, msg, *args)
+        if facility == "FAIL":
+            self._logger.log(logging.DEBUG, msg, *args)
+        elif not self._outage.repeated(f"librdkafka {facility}"):
+            self._logger.log(level, msg, *args)

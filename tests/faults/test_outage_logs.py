@@ -34,7 +34,7 @@ OUTAGE_SECONDS = 8
 # What "a handful" means: the first error of each kind (connection refused, all brokers
 # down, a publish, a commit or a metadata read that failed, the group session lost) and
 # the recovery line. Logged one by one, the same outage wrote over 200 lines per process.
-MOST_LINES_PER_PROCESS = 10
+MOST_LINES_PER_PROCESS = 8
 # Each API server process has a Kafka producer (and a log of its own outage) of its own.
 API_WORKERS = 2
 
