@@ -5,13 +5,18 @@ the topic, and a view rebuilt from the topic must not bring the machine back. So
 API publishes a retirement record (telemetry_common.contract.encode_retirement) keyed
 by the machine to every partition its readings may be in (its candidate partitions
 under each placement the workers noted, and wherever the partitioner sends it today),
-through the same acknowledged producer as the readings, and answers `202` once Kafka
-acknowledged every one. The worker applies each in offset order with the readings of
-its partition: it removes the machine's latest reading, history and fleet index entries
-of that partition; a reading published after the retirement brings the machine back.
+through the same acknowledged producer as the readings. The worker applies each in
+offset order with the readings of its partition: it removes the machine's latest
+reading, history and fleet index entries of that partition; a reading published after
+the retirement brings the machine back.
 
-The answer's consistency token is the retirement's position in the partition the
-machine's readings go to now: a `GET` given it answers once the worker applied it.
+Once Kafka acknowledged every record, the API waits (as a `GET` given a consistency
+token does, up to `API_CONSISTENCY_WAIT_MS`) for the view to have applied them all, and
+answers `200`: a read that follows no longer finds the machine. If the worker is behind,
+or Redis does not answer, it answers `202` when the wait ends: the retirement is
+recorded and will be applied. Either answer carries the consistency token of the
+retirement's position in the partition the machine's readings go to now: a `GET` given
+it answers once the worker applied it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,20 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
-from producer_api.consistency import CONSISTENCY_HEADER, token_of
+from producer_api.consistency import (
+    CONSISTENCY_HEADER,
+    ConsistencyToken,
+    NotYetStoredError,
+    latest_once_stored,
+    token_of,
+)
 from producer_api.deps import PublisherDep, SettingsDep, StoreDep
 from producer_api.errors import KAFKA_RETRY_AFTER_SECONDS
 from producer_api.publisher import DeliveryError, DeliveryReport
+from producer_api.settings import ProducerSettings
+from producer_api.store import ReadingStore, RedisDeadlineExceededError
 from telemetry_common.contract import (
     MACHINE_ID_MAX_LENGTH,
     MACHINE_ID_PATTERN,
@@ -63,6 +77,11 @@ class RetirementAnswer(BaseModel):
     """The answer to a retirement Kafka acknowledged."""
 
     machine_id: str
+    applied: bool = Field(
+        description="Whether the view in Redis already applied every retirement record "
+        "(`200`): a read no longer finds the machine. False (`202`): recorded in Kafka, "
+        "applied when the worker reaches it."
+    )
     consistency_token: str = Field(
         description="The same as the `X-Consistency-Token` header: give it to `GET "
         "/cpu-info/{machine_id}` to read the machine as retired (404).",
@@ -81,23 +100,33 @@ _RETRY_AFTER: Final[dict[str, Any]] = {
 }
 
 
+_TOKEN_HEADER: Final[dict[str, Any]] = {
+    CONSISTENCY_HEADER: {
+        "description": "`<partition>:<offset>` of the retirement: a `GET "
+        "/cpu-info/{machine_id}` given it answers once it is applied (404).",
+        "schema": {"type": "string", "example": "4:18"},
+    }
+}
+
+
 @retirements.delete(
     "/cpu-info/{machine_id}",
     operation_id="retire_machine",
     summary="Retire a machine",
-    status_code=status.HTTP_202_ACCEPTED,
+    status_code=status.HTTP_200_OK,
     response_model=RetirementAnswer,
     responses={
+        200: {
+            "description": "Kafka acknowledged the retirement and the view applied it: "
+            "the machine's latest reading, history and fleet entry are gone.",
+            "headers": _TOKEN_HEADER,
+        },
         202: {
-            "description": "Kafka acknowledged the retirement; the worker removes the "
-            "machine's latest reading, history and fleet entry when it reaches it.",
-            "headers": {
-                CONSISTENCY_HEADER: {
-                    "description": "`<partition>:<offset>` of the retirement: a `GET "
-                    "/cpu-info/{machine_id}` given it answers once it is applied (404).",
-                    "schema": {"type": "string", "example": "4:18"},
-                }
-            },
+            "model": RetirementAnswer,
+            "description": "Kafka acknowledged the retirement, but the view had not "
+            "applied it within `API_CONSISTENCY_WAIT_MS` (the worker is behind, or Redis "
+            "did not answer): the worker removes the machine when it reaches it.",
+            "headers": _TOKEN_HEADER,
         },
         503: {
             "description": "Kafka did not acknowledge every retirement record (or Redis, "
@@ -126,9 +155,10 @@ async def retire_machine(
 ) -> RetirementAnswer | JSONResponse:
     """Remove the machine from the view: its latest reading, its history and its entry in
     the fleet listing, also in a view rebuilt from Kafka. Published as retirement records
-    to Kafka, keyed by the machine, one to each partition its readings may be in, and
-    answered once Kafka acknowledged them all; the worker applies them in order with the
-    readings, so a reading posted after the retirement brings the machine back.
+    to Kafka, keyed by the machine, one to each partition its readings may be in; the
+    worker applies them in order with the readings, so a reading posted after the
+    retirement brings the machine back. Answered `200` once the view applied them all, or
+    `202` if it had not within `API_CONSISTENCY_WAIT_MS` (recorded, applied later).
 
     Retiring a machine nothing is stored for is accepted all the same (it may have
     readings the worker has not reached yet)."""
@@ -164,6 +194,9 @@ async def retire_machine(
     reports = [outcome for outcome in outcomes if isinstance(outcome, DeliveryReport)]
     token = token_of(reports[0].partition, reports[0].offset)
     response.headers[CONSISTENCY_HEADER] = token
+    applied = await _applied_within_wait(store, settings, machine_id, reports)
+    if not applied:
+        response.status_code = status.HTTP_202_ACCEPTED
     logger.info(
         "retired %s: %s",
         machine_id,
@@ -172,6 +205,29 @@ async def retire_machine(
     )
     return RetirementAnswer(
         machine_id=machine_id,
+        applied=applied,
         consistency_token=token,
         records=[RetirementPosition(partition=r.partition, offset=r.offset) for r in reports],
     )
+
+
+async def _applied_within_wait(
+    store: ReadingStore, settings: ProducerSettings, machine_id: str, reports: list[DeliveryReport]
+) -> bool:
+    """Whether the view applied every retirement record within the consistency wait; a
+    view that is behind, or a Redis that does not answer, only delays the removal."""
+    tokens = [ConsistencyToken(report.partition, report.offset) for report in reports]
+    try:
+        await latest_once_stored(
+            store,
+            settings.kafka_consumer_group,
+            machine_id,
+            tokens,
+            settings.api_consistency_wait_ms / 1000,
+        )
+    except NotYetStoredError:
+        return False
+    except (RedisError, RedisDeadlineExceededError) as exc:
+        logger.warning("cannot tell whether the retirement of %s is applied: %s", machine_id, exc)
+        return False
+    return True

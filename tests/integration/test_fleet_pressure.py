@@ -164,7 +164,8 @@ async def test_a_new_reading_moves_the_machine_and_retiring_it_removes_it(
             assert machine_id not in {m["machine_id"] for page in high for m in page}
 
             answer = await client.delete(f"/cpu-info/{machine_id}")
-            assert answer.status_code == 202, answer.text
+            # Applied within the wait (200) or later (202): the index is checked below.
+            assert answer.status_code in (200, 202), answer.text
             wait_until(
                 lambda: redis_client.zscore(keys.by_pressure, machine_id) is None,
                 30,

@@ -204,9 +204,11 @@ def test_every_operation_round_trips_through_the_generated_client(
 
         # Retire the other machine: a read given the retirement's token is a 404.
         retired = retire_machine.sync_detailed(other, client=client)
-        assert retired.status_code == 202
+        # 200 once the view applied it, 202 if the worker was behind: both typed alike.
+        assert retired.status_code in (200, 202)
         assert isinstance(retired.parsed, models.RetirementAnswer)
         assert retired.parsed.machine_id == other
+        assert retired.parsed.applied is (retired.status_code == 200)
         gone = get_latest_reading.sync_detailed(
             other, client=client, consistency_token=retired.parsed.consistency_token
         )

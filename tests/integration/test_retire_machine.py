@@ -142,11 +142,13 @@ async def test_a_retired_machine_is_gone_stays_gone_after_a_rebuild_and_comes_ba
 
                 # A machine nothing is stored for (yet) is retired all the same.
                 nothing = await client.delete(f"/cpu-info/{unique('never')}")
-                assert nothing.status_code == 202, nothing.text
+                assert nothing.status_code == 200, nothing.text
 
+                # Answered once the view applied it (the worker runs).
                 answer = await client.delete(f"/cpu-info/{retired}")
-                assert answer.status_code == 202, answer.text
+                assert answer.status_code == 200, answer.text
                 body = answer.json()
+                assert body["applied"] is True
                 token = answer.headers["X-Consistency-Token"]
                 assert body["machine_id"] == retired
                 assert body["consistency_token"] == token
@@ -216,7 +218,9 @@ async def test_a_machine_placed_under_two_partition_counts_is_retired_in_both(
     producer.produce(topic, key=key, value=value, headers=headers, partition=old)
     assert producer.flush(30) == 0
     api = settings_like(
-        producer_settings, kafka_consumer_group=worker_settings.kafka_consumer_group
+        producer_settings,
+        kafka_consumer_group=worker_settings.kafka_consumer_group,
+        api_consistency_wait_ms=20_000,
     )
     with running_worker(worker_settings):
         async with api_client(api) as client:
@@ -224,8 +228,10 @@ async def test_a_machine_placed_under_two_partition_counts_is_retired_in_both(
             assert await latest(client, machine, token) == 2
             assert await history(client, machine) == [2, 1]
 
+            # Answered once both partitions' views applied their record.
             answer = await client.delete(f"/cpu-info/{machine}")
-            assert answer.status_code == 202, answer.text
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["applied"] is True
             records = answer.json()["records"]
             # First where the partitioner sends the machine now (the token's), then the
             # partition of the older count.
@@ -285,6 +291,22 @@ def test_a_retirement_removes_the_readings_before_it_and_not_those_after(
     keys = machine_keys(gone)
     assert redis_client.zscore(keys.machine_ids, gone) is None
     assert redis_client.zscore(keys.last_seen, gone) is None
+
+
+async def test_a_retirement_no_worker_applies_in_time_is_accepted_as_recorded(
+    stack: LocalStack, producer_settings: ProducerSettings
+) -> None:
+    # No worker reads this group: Kafka acknowledges the retirement, the view never
+    # applies it within the wait.
+    api = settings_like(
+        producer_settings, kafka_consumer_group=unique("no-worker"), api_consistency_wait_ms=200
+    )
+    async with api_client(api) as client:
+        answer = await client.delete(f"/cpu-info/{unique('m')}")
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["applied"] is False
+    assert body["consistency_token"] == answer.headers["X-Consistency-Token"]
 
 
 async def test_retiring_answers_503_when_kafka_does_not_acknowledge(
