@@ -185,7 +185,8 @@ async def export_otlp_metrics(
         publisher, settings.kafka_topic, outcome.readings, Source.OTLP, utc_now()
     )
     if error is not None:
-        logger.warning("publish to Kafka failed for %s: %s", OTLP_PATH, error)
+        # The publisher logs the outage once; each refused request is counted in /metrics.
+        logger.debug("publish to Kafka failed for %s: %s", OTLP_PATH, error)
         return _otlp_status(
             code_pb2.UNAVAILABLE,
             _not_acknowledged(error),
@@ -293,7 +294,8 @@ async def prometheus_remote_write(
         publisher, settings.kafka_topic, outcome.readings, Source.REMOTE_WRITE, utc_now()
     )
     if error is not None:
-        logger.warning("publish to Kafka failed for %s: %s", REMOTE_WRITE_PATH, error)
+        # The publisher logs the outage once; each refused request is counted in /metrics.
+        logger.debug("publish to Kafka failed for %s: %s", REMOTE_WRITE_PATH, error)
         return _text(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             _not_acknowledged(error),
