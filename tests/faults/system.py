@@ -91,7 +91,10 @@ def service_env(*, static_member: bool) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def fault_system(work_dir: Path) -> Iterator[FaultSystem]:
+def fault_system(work_dir: Path, *, static_member: bool = True) -> Iterator[FaultSystem]:
+    """One broker, Redis, the API and the worker. `static_member=False` for a fault that
+    keeps Kafka down past the session timeout with no supervisor to restart a worker
+    the broker fenced (docs/reliability.md)."""
     settings = DevstackSettings.on_free_ports(
         kafka_topic=unique("readings"),
         kafka_dead_letter_topic=unique("readings-dlq"),
@@ -100,7 +103,9 @@ def fault_system(work_dir: Path) -> Iterator[FaultSystem]:
     )
     with (
         LocalStack(settings, work_dir) as stack,
-        _services(stack, work_dir, stack.api_env(), stack.worker_env()) as system,
+        _services(
+            stack, work_dir, stack.api_env(), stack.worker_env(), static_member=static_member
+        ) as system,
     ):
         yield system
 

@@ -54,13 +54,17 @@ def history(api_url: str, machine_id: str) -> list[int]:
 def test_otlp_push_while_kafka_is_down_is_503_and_the_exporters_retry_delivers(
     tmp_path: Path,
 ) -> None:
-    with fault_system(tmp_path) as system:
+    # Kafka stays down past the session timeout: a dynamic member, as no supervisor here
+    # restarts a fenced static one.
+    with fault_system(tmp_path, static_member=False) as system:
         api = system.api_url
         before = unique("otlp-before")
         body = sdk_request(before).SerializeToString()
         headers = {"Content-Type": PROTOBUF}
         ok = httpx.post(f"{api}/v1/metrics", content=body, headers=headers, timeout=30)
         assert ok.status_code == 200, ok.text
+        # The pipeline runs end to end (the worker holds its partitions) before the fault.
+        wait_until(lambda: history(api, before) != [], 60, "the reading before the outage")
 
         kill(system.stack.process("kafka"))
         started = time.monotonic()
@@ -103,7 +107,7 @@ def test_remote_write_while_kafka_is_down_is_503_and_prometheus_retries_deliver(
 ) -> None:
     tools = ensure_prometheus()
     machine_id = unique("rw-fault")
-    with fault_system(tmp_path) as system, ExitStack() as exits:
+    with fault_system(tmp_path, static_member=False) as system, ExitStack() as exits:
         api = system.api_url
         exporter, target = node_exporter(tools, tmp_path)
         exporter.start()
