@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +15,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from consumer_worker.batch import RecordDecoder
 from consumer_worker.build import build_worker
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
@@ -181,9 +182,12 @@ def offset_commits(worker: ConsumerWorker) -> float:
 
 
 @contextmanager
-def running_worker(settings: WorkerSettings) -> Iterator[ConsumerWorker]:
-    """Run a worker on a thread; on exit ask it to stop and wait until it has."""
-    worker = build_worker(settings)
+def running_worker(
+    settings: WorkerSettings, record_decoders: Mapping[int, RecordDecoder] | None = None
+) -> Iterator[ConsumerWorker]:
+    """Run a worker on a thread (reading the record versions of `record_decoders` too);
+    on exit ask it to stop and wait until it has."""
+    worker = build_worker(settings, record_decoders=record_decoders)
     errors: list[BaseException] = []
 
     def run() -> None:

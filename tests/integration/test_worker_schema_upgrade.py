@@ -4,9 +4,6 @@ partition (nothing dead-lettered, nothing lost) until a worker that reads it tak
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import cast
 
 import httpx
@@ -14,11 +11,8 @@ import pytest
 import redis
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer_worker.batch import RecordDecoder
-from consumer_worker.build import build_worker
 from consumer_worker.heartbeat import PausedPartition, read_status
 from consumer_worker.settings import WorkerSettings
-from consumer_worker.worker import ConsumerWorker
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.contract import (
@@ -37,6 +31,7 @@ from tests.helpers import (
     machine_keys,
     reading,
     records_dead_lettered,
+    running_worker,
     unique,
     wait_until,
 )
@@ -89,32 +84,6 @@ def produce(bootstrap: str, topic: str, records: list[KafkaRecord]) -> None:
         producer.produce(topic, key=key, value=value_, headers=headers, on_delivery=on_delivery)
     assert producer.flush(30) == 0, "records were not delivered"
     assert not failures, failures
-
-
-@contextmanager
-def running(
-    settings: WorkerSettings, decoders: Mapping[int, RecordDecoder] | None = None
-) -> Iterator[ConsumerWorker]:
-    """A worker on a thread (reading the versions of `decoders` too); stopped on exit."""
-    worker = build_worker(settings, record_decoders=decoders)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:
-            errors.append(exc)
-            raise
-
-    thread = threading.Thread(target=run, name="test-worker", daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the worker did not stop"
-        assert not errors, errors
 
 
 def machines_by_partition() -> dict[int, list[str]]:
@@ -180,7 +149,7 @@ def test_a_newer_record_holds_its_partition_until_a_worker_that_reads_it_takes_o
     )
     newer_offset = 2
 
-    with running(settings) as worker:
+    with running_worker(settings) as worker:
         port = serving(worker)
         # The records before it are stored and committed; the other partitions are served.
         wait_until(lambda: stored_used(redis_client, a) == 2, 30, "the readings before it")
@@ -240,14 +209,14 @@ def test_a_newer_record_holds_its_partition_until_a_worker_that_reads_it_takes_o
     ]
 
     # Its partitions move to another worker of the same version: it holds there too.
-    with running(settings) as worker:
+    with running_worker(settings) as worker:
         wait_until(lambda: worker.health().state == "degraded", 30, "the new owner to hold")
         assert built_offsets(redis_client, group, topic)[held] == newer_offset
         assert stored_used(redis_client, a) == 2
         assert records_dead_lettered(worker) == 0
 
     # A worker that reads version 2 takes the partition from the held record on.
-    with running(settings, {2: decode_v2}) as worker:
+    with running_worker(settings, {2: decode_v2}) as worker:
         ends = end_offsets(stack.bootstrap_servers, topic, TOPIC_PARTITIONS)
         wait_until(
             lambda: built_offsets(redis_client, group, topic) == ends, 30, "every record stored"
