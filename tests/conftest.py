@@ -27,7 +27,7 @@ from devstack.settings import DevstackSettings
 from devstack.stack import KafkaMode, LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.redis_client import SyncRedis
-from tests.helpers import TOPIC_PARTITIONS, unique
+from tests.helpers import TOPIC_PARTITIONS, stack_settings, unique
 
 TESTS_ROOT = Path(__file__).parent
 
@@ -113,14 +113,17 @@ def redis_client(stack: LocalStack) -> Iterator[SyncRedis]:
 
 
 @pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
+    """A stack of the test's own (ZooKeeper, Kafka and a standalone Redis), so that
+    stopping one of its servers disturbs no other test."""
+    settings = DevstackSettings.on_free_ports(kafka_topic=unique("readings"))
+    with LocalStack(settings, tmp_path) as local:
+        yield local
+
+
+@pytest.fixture
 def producer_settings(stack: LocalStack, topic: str) -> ProducerSettings:
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=stack.bootstrap_servers,
-        kafka_topic=topic,
-        redis_url=stack.redis_url,
-        redis_cluster=REDIS_CLUSTER,
-    )
+    return stack_settings(stack, kafka_topic=topic)
 
 
 @pytest.fixture

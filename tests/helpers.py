@@ -25,6 +25,7 @@ from devstack.ports import free_port
 from devstack.processes import ManagedProcess
 from devstack.stack import LocalStack
 from producer_api.app import create_app
+from producer_api.publisher import Publisher
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import EXAMPLE_READING
 from telemetry_common.layout import DEFAULT_CONSUMER_GROUP, PartitionKeys, partition_keys
@@ -232,13 +233,52 @@ def api_and_worker(
 
 
 @asynccontextmanager
-async def api_client(settings: ProducerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client bound to the app in-process, with the app's lifespan entered."""
-    app = create_app(settings)
+async def api_client(
+    settings: ProducerSettings, publisher: Publisher | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client bound to the app in-process, with the app's lifespan entered; the
+    app publishes with `publisher` if given (an InMemoryPublisher), to Kafka otherwise."""
+    app = create_app(settings, publisher_factory=None if publisher is None else lambda _: publisher)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+# Port 9 of the loopback (discard): nothing listens there, so a client connecting to it
+# is refused at once, as by a broker or a Redis that is down.
+UNREACHABLE_KAFKA = "127.0.0.1:9"
+UNREACHABLE_REDIS = "redis://127.0.0.1:9/0"
+
+
+def unreachable_settings(**changes: Any) -> ProducerSettings:
+    """The API's settings with a Kafka and a Redis that are never reachable, and `changes`:
+    for an app whose requests are answered before anything is published or read, by an
+    in-memory publisher, or with the 503 of a broker that is down."""
+    return ProducerSettings(
+        _env_file=None,
+        **{
+            "kafka_bootstrap_servers": UNREACHABLE_KAFKA,
+            "redis_url": UNREACHABLE_REDIS,
+            # Nothing queued can reach the broker: closing does not wait for it long.
+            "shutdown_flush_timeout_seconds": 0.5,
+            **changes,
+        },
+    )
+
+
+def stack_settings(stack: LocalStack, **changes: Any) -> ProducerSettings:
+    """The API's settings for `stack` (its Kafka, its topic, its Redis), with `changes`."""
+    return ProducerSettings(
+        _env_file=None,
+        **{
+            "kafka_bootstrap_servers": stack.bootstrap_servers,
+            "kafka_topic": stack.settings.kafka_topic,
+            "redis_url": stack.redis_url,
+            "redis_cluster": stack.settings.redis_cluster,
+            **changes,
+        },
+    )
 
 
 def settings_like(base: ProducerSettings, **changes: Any) -> ProducerSettings:

@@ -6,7 +6,7 @@ records what it is asked to publish."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -15,55 +15,21 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from producer_api.app import ProducerApi, create_app
-from producer_api.publisher import DeliveryError, DeliveryReport
-from producer_api.settings import ProducerSettings
-from telemetry_common.contract import KafkaRecord
-from tests.helpers import READING
+from tests.fakes import InMemoryPublisher
+from tests.helpers import READING, unreachable_settings
 
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
 
 
-class RecordingPublisher:
-    """Acknowledges every record at once, at the next offset of partition 0."""
-
-    healthy = True
-
-    def __init__(self) -> None:
-        self.records: list[KafkaRecord] = []
-
-    async def publish(self, topic: str, record: KafkaRecord) -> DeliveryReport:
-        self.records.append(record)
-        return DeliveryReport(partition=0, offset=len(self.records) - 1)
-
-    async def publish_all(
-        self, topic: str, records: Sequence[KafkaRecord]
-    ) -> list[DeliveryReport | DeliveryError]:
-        return [await self.publish(topic, record) for record in records]
-
-    async def topic_available(self, topic: str, timeout_seconds: float) -> bool:
-        return True
-
-    async def close(self, flush_timeout_seconds: float) -> None:
-        return None
-
-
-def settings() -> ProducerSettings:
-    # Nothing listens on these ports; publishing goes to RecordingPublisher.
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers="127.0.0.1:9",
-        redis_url="redis://127.0.0.1:9/0",
-        api_max_batch_items=2,
-    )
-
-
 @asynccontextmanager
 async def client_of(
-    publisher: RecordingPublisher, *, root_path: str = "", without_ingest_middleware: bool = False
+    publisher: InMemoryPublisher, *, root_path: str = "", without_ingest_middleware: bool = False
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings(), publisher_factory=lambda _: publisher)
+    app = create_app(
+        unreachable_settings(api_max_batch_items=2), publisher_factory=lambda _: publisher
+    )
     if without_ingest_middleware:
         assert isinstance(app, ProducerApi)
         # FastAPI's own stack alone, which routes the POSTs to the documented routes.
@@ -108,7 +74,7 @@ EXPECTED_STATUSES = {
 
 
 async def test_the_ingest_posts_are_served_under_a_root_path() -> None:
-    publisher = RecordingPublisher()
+    publisher = InMemoryPublisher()
     async with client_of(publisher, root_path="/telemetry") as client:
         served = await answers(client, prefix="/telemetry")
         # The root path is not part of the route: without it, nothing matches.
@@ -121,7 +87,7 @@ async def test_the_ingest_posts_are_served_under_a_root_path() -> None:
 
 
 async def test_the_routes_when_reached_answer_as_the_ingest_endpoints_do() -> None:
-    in_front, at_routes = RecordingPublisher(), RecordingPublisher()
+    in_front, at_routes = InMemoryPublisher(), InMemoryPublisher()
     async with client_of(in_front) as client:
         expected = await answers(client)
     async with client_of(at_routes, without_ingest_middleware=True) as client:
@@ -138,7 +104,7 @@ async def test_the_routes_when_reached_answer_as_the_ingest_endpoints_do() -> No
 
 
 async def test_an_invalid_machine_id_and_body_are_named_together() -> None:
-    async with client_of(RecordingPublisher()) as client:
+    async with client_of(InMemoryPublisher()) as client:
         response = await client.post("/cpu-info/-x", json={**READING, "free": -5})
     assert response.status_code == 422
     locations = [error["loc"] for error in json.loads(response.content)["detail"]]

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client
+from tests.helpers import READING
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # Nothing listens on these ports; no request in this module reaches them.
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers="127.0.0.1:9",
-        redis_url="redis://127.0.0.1:9/0",
-        shutdown_flush_timeout_seconds=0.1,
-    )
-    async with api_client(settings) as test_client:
-        yield test_client
 
 
 def error_locations(body: dict[str, Any]) -> list[list[str | int]]:

@@ -1,13 +1,12 @@
 """`POST /cpu-info`: a batch is checked item by item before anything is published.
 
 Every answer here comes before the publisher is used, so no broker is needed: Kafka's
-address points at a closed port.
+address points at a closed port, and the `client` publishes to memory.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 
 from producer_api.batch_models import LARGEST_ITEM_BYTES
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, reading
+from tests.helpers import READING, api_client, reading, unreachable_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -24,21 +23,9 @@ MAX_ITEMS = 5
 JSON = {"content-type": "application/json"}
 
 
-def unreachable(**changes: Any) -> ProducerSettings:
-    # Nothing listens on these ports; no request in this module reaches them.
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers="127.0.0.1:9",
-        redis_url="redis://127.0.0.1:9/0",
-        shutdown_flush_timeout_seconds=0.1,
-        **changes,
-    )
-
-
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(unreachable(api_max_batch_items=MAX_ITEMS)) as test_client:
-        yield test_client
+def api_settings() -> ProducerSettings:
+    return unreachable_settings(api_max_batch_items=MAX_ITEMS)
 
 
 def item(machine_id: str = "web-01", **reading_changes: Any) -> dict[str, Any]:
@@ -176,7 +163,7 @@ async def test_only_post_and_the_fleet_listing_are_served_on_the_batch_path(
 
 
 async def test_a_full_batch_of_the_largest_readings_fits_the_default_body_limit() -> None:
-    settings = unreachable()
+    settings = unreachable_settings()
     largest = {
         "machine_id": "a" * 64,
         "reading": dict.fromkeys(READING, 2**63 - 1),

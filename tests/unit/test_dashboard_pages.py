@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from producer_api.settings import ProducerSettings
-from tests.helpers import api_client
+from tests.helpers import unreachable_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -19,18 +18,11 @@ PAGES = Path(__file__).resolve().parents[2] / "producer_api" / "static" / "dashb
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+def api_settings() -> ProducerSettings:
     # Reads behind keys: the pages still load (they hold no data), the data does not.
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers="127.0.0.1:9",
-        redis_url="redis://127.0.0.1:9/0",
-        shutdown_flush_timeout_seconds=0.1,
-        api_keys=SecretStr("a-key-of-the-dashboard-tests-01"),
-        api_keys_protect_reads=True,
+    return unreachable_settings(
+        api_keys=SecretStr("a-key-of-the-dashboard-tests-01"), api_keys_protect_reads=True
     )
-    async with api_client(settings) as test_client:
-        yield test_client
 
 
 async def test_the_pages_and_their_assets_load_without_a_key(client: httpx.AsyncClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,8 +15,6 @@ from producer_api.consistency import ConsistencyToken, holds, parse_token, token
 from producer_api.fleet import FleetCursor, NotSeenCursor
 from producer_api.history import MAX_INSTANT_MS, HistoryCursor, instant_ms
 from producer_api.paging import InvalidCursorError, decode_cursor, encode_cursor, next_link
-from producer_api.settings import ProducerSettings
-from tests.helpers import api_client
 
 pytestmark = pytest.mark.anyio
 
@@ -127,19 +124,6 @@ def test_a_token_holds_once_the_view_is_past_it_or_the_machine_has_it() -> None:
     assert not holds(token, None, None)
     assert not holds(token, 17, None)  # the next offset to read is the token's: not yet
     assert holds(token, 18, None)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # Nothing listens on these ports; no request in this module reaches them.
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers="127.0.0.1:9",
-        redis_url="redis://127.0.0.1:9/0",
-        shutdown_flush_timeout_seconds=0.1,
-    )
-    async with api_client(settings) as test_client:
-        yield test_client
 
 
 def locations(response: httpx.Response) -> list[list[str | int]]:
