@@ -15,6 +15,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from producer_api.app import ProducerApi, create_app
+from producer_api.publisher import FailureCause
 from tests.fakes import InMemoryPublisher
 from tests.helpers import READING, unreachable_settings
 
@@ -109,3 +110,21 @@ async def test_an_invalid_machine_id_and_body_are_named_together() -> None:
     assert response.status_code == 422
     locations = [error["loc"] for error in json.loads(response.content)["detail"]]
     assert locations == [["path", "machine_id"], ["body", "free"]]
+
+
+@pytest.mark.parametrize("cause", list(FailureCause))
+async def test_a_reading_and_a_batch_kafka_did_not_acknowledge_are_503_to_retry(
+    cause: FailureCause,
+) -> None:
+    publisher = InMemoryPublisher()
+    publisher.fail_with(cause)
+    async with client_of(publisher) as client:
+        single = await client.post("/cpu-info/web-01", json=READING)
+        batch = await client.post("/cpu-info", json=[{"machine_id": "db-01", "reading": READING}])
+    assert single.status_code == 503
+    assert "Kafka did not acknowledge the reading" in single.json()["detail"]
+    assert int(single.headers["Retry-After"]) > 0
+    assert batch.status_code == 503
+    assert "Kafka acknowledged no reading of the batch" in batch.json()["detail"]
+    assert int(batch.headers["Retry-After"]) > 0
+    assert publisher.published == []
