@@ -15,12 +15,14 @@ import httpx
 from asgi_lifespan import LifespanManager
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+import devstack.offsets
 from consumer_worker.batch import RecordDecoder
 from consumer_worker.build import build_worker
 from consumer_worker.settings import WorkerSettings
 from consumer_worker.sink import RedisSink
 from consumer_worker.worker import ConsumerWorker
 from devstack import services
+from devstack.offsets import end_offsets as end_offsets
 from devstack.ports import free_port
 from devstack.processes import ManagedProcess
 from devstack.stack import LocalStack
@@ -135,17 +137,6 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
     finally:
         consumer.close()
     return {tp.partition: tp.offset for tp in committed}
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("watermarks")})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
 
 
 def worker_count(worker: ConsumerWorker, name: str, **labels: str) -> float:
@@ -303,9 +294,8 @@ def built_offsets(
     client: SyncRedis, group: str, topic: str, partitions: int = TOPIC_PARTITIONS
 ) -> dict[int, int]:
     """How far the group's view of each partition of `topic` is built (partitions with
-    nothing built left out)."""
-    values = [client.get(partition_keys(p).built(group, topic)) for p in range(partitions)]
-    return {p: int(str(v)) for p, v in enumerate(values) if v is not None}
+    nothing built left out); the tests' topics have TOPIC_PARTITIONS."""
+    return devstack.offsets.built_offsets(client, group, topic, partitions)
 
 
 def forget_built_offsets(

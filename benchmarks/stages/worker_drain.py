@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from benchmarks import procstat
 from benchmarks.bench_stack import BenchStack, wait_for
 from benchmarks.commits import CommitCounter
@@ -30,6 +28,7 @@ from benchmarks.redis_memory import memory_figures, sample_machine_keys, used_me
 from benchmarks.redis_tools import pipelined_set
 from benchmarks.report import Row, StageOutput, per_second, share
 from benchmarks.stats import ratio
+from devstack.offsets import built_offsets, end_offsets
 from telemetry_common.layout import partition_keys
 from telemetry_common.partitioning import partition_of
 from telemetry_common.redis_client import SyncRedis
@@ -40,20 +39,8 @@ _GROUP = "bench-drain-writer"
 _DRAIN_TIMEOUT_SECONDS = 400
 
 
-def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
-
-
 def _built(client: SyncRedis, topic: str, partitions: int) -> dict[int, int]:
-    raw = [client.get(partition_keys(p).built(_GROUP, topic)) for p in range(partitions)]
-    return {p: int(value) for p, value in enumerate(raw) if value is not None}
+    return built_offsets(client, _GROUP, topic, partitions)
 
 
 def _missing_last_readings(
@@ -179,7 +166,7 @@ def drain_topic(ctx: StageContext, label: str) -> Drain:
     records = fill_topic(
         stack.bootstrap_servers, topic, records_in_rounds(machines, sizes.drain_rounds)
     )
-    end = _end_offsets(stack.bootstrap_servers, topic, stack.partitions)
+    end = end_offsets(stack.bootstrap_servers, topic, stack.partitions)
     servers = stack.redis_servers()
     master_ports = [server.port for server in servers if server.master]
     memory_before = used_memory(master_ports, stack.redis_password)

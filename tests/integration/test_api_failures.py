@@ -16,10 +16,9 @@ import pytest
 from devstack import services
 from devstack.ports import free_port
 from devstack.processes import ManagedProcess
-from devstack.settings import DevstackSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, unique
+from tests.helpers import READING, api_client, stack_settings, unreachable_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -28,20 +27,9 @@ DELIVERY_TIMEOUT_MS = 2000
 BOUND_SECONDS = DELIVERY_TIMEOUT_MS / 1000 + 1.0
 
 
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    """A broker of this test's own, so that stopping it disturbs no other test."""
-    settings = DevstackSettings.on_free_ports(kafka_topic=unique("readings"))
-    with LocalStack(settings, tmp_path) as local:
-        yield local
-
-
 def settings_for(stack: LocalStack, **changes: Any) -> ProducerSettings:
-    return ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=stack.bootstrap_servers,
-        kafka_topic=stack.settings.kafka_topic,
-        redis_url=stack.redis_url,
+    return stack_settings(
+        stack,
         kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
         shutdown_flush_timeout_seconds=0.5,
         **changes,
@@ -68,13 +56,7 @@ async def test_post_answers_503_within_the_bound_when_kafka_stops(own_stack: Loc
 
 
 async def test_post_answers_503_when_kafka_was_never_reachable() -> None:
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
-        shutdown_flush_timeout_seconds=0.5,
-    )
+    settings = unreachable_settings(kafka_delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
     async with api_client(settings) as client:
         started = time.monotonic()
         response = await client.post("/cpu-info/m1", json=READING)

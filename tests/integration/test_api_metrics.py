@@ -19,7 +19,14 @@ from devstack.ports import free_port
 from devstack.stack import LocalStack
 from producer_api.metrics import MULTIPROCESS_DIR_VARIABLE
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, unique, wait_until, wait_until_async
+from tests.helpers import (
+    READING,
+    api_client,
+    unique,
+    unreachable_settings,
+    wait_until,
+    wait_until_async,
+)
 from tests.integration.test_api_workers import worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -122,13 +129,7 @@ async def test_requests_and_publishes_are_counted_whatever_the_answer(
 
 async def test_a_failed_publish_is_counted_with_its_cause() -> None:
     # A broker that never answers: the records time out after the delivery timeout.
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        kafka_delivery_timeout_ms=1000,
-        shutdown_flush_timeout_seconds=0.5,
-    )
+    settings = unreachable_settings(kafka_delivery_timeout_ms=1000)
     async with api_client(settings) as client:
         posts = asyncio.gather(
             client.post("/cpu-info/m1", json=READING),
