@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import pytest
 import redis
 
@@ -21,14 +18,10 @@ from tests.helpers import (
     unique,
     wait_until,
 )
-from tests.integration.test_history import NOW_MS, every_page, latest_used, produce_readings
+from tests.integration.test_history import NOW_MS, latest_used, produce_readings
+from tests.paging import whole_listing
 
 pytestmark = pytest.mark.anyio
-
-
-async def whole_listing(client: httpx.AsyncClient, query: str) -> list[list[dict[str, Any]]]:
-    """Every page of the fleet listing."""
-    return await every_page(client, f"/cpu-info?{query}", "machines")
 
 
 def stored(client: redis.Redis, machines: dict[str, int]) -> bool:

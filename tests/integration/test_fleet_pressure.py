@@ -23,7 +23,7 @@ from tests.helpers import (
     unique,
     wait_until,
 )
-from tests.integration.test_history import every_page
+from tests.paging import whole_listing
 
 pytestmark = pytest.mark.anyio
 
@@ -57,10 +57,6 @@ def indexed(client: redis.Redis, availables: dict[str, int]) -> bool:
     )
 
 
-async def listing(client: httpx.AsyncClient, query: str) -> list[list[dict[str, Any]]]:
-    return await every_page(client, f"/cpu-info?{query}", "machines")
-
-
 def in_pressure_order(machines: list[dict[str, Any]]) -> bool:
     keys = [(-m["pressure"], m["machine_id"]) for m in machines]
     return keys == sorted(keys)
@@ -81,8 +77,8 @@ async def test_pages_list_the_fleet_by_pressure_highest_first_each_machine_once(
         async with api_client(producer_settings) as client:
             await post_all(client, availables)
             wait_until(lambda: indexed(redis_client, availables), 30, "the pressure index")
-            pages = await listing(client, "sort=pressure&limit=7")
-            with_readings = await listing(client, "sort=pressure&limit=7&readings=true")
+            pages = await whole_listing(client, "sort=pressure&limit=7")
+            with_readings = await whole_listing(client, "sort=pressure&limit=7&readings=true")
 
     listed = [m for page in pages for m in page]
     ids = [m["machine_id"] for m in listed]
@@ -126,8 +122,8 @@ async def test_pressure_bounds_are_inclusive_and_hold_on_every_page(
         async with api_client(producer_settings) as client:
             await post_all(client, availables)
             wait_until(lambda: indexed(redis_client, availables), 30, "the pressure index")
-            above = await listing(client, "sort=pressure&min_pressure=0.8&limit=2")
-            between = await listing(
+            above = await whole_listing(client, "sort=pressure&min_pressure=0.8&limit=2")
+            between = await whole_listing(
                 client, "sort=pressure&min_pressure=0.5&max_pressure=0.9&limit=2"
             )
 
@@ -158,8 +154,8 @@ async def test_a_new_reading_moves_the_machine_and_retiring_it_removes_it(
             # Lower, not only higher: the index follows the latest reading.
             await post_all(client, {machine_id: 900_000})
             wait_until(lambda: indexed(redis_client, {machine_id: 900_000}), 30, "0.1")
-            low = await listing(client, "sort=pressure&max_pressure=0.1&limit=1000")
-            high = await listing(client, "sort=pressure&min_pressure=0.9&limit=1000")
+            low = await whole_listing(client, "sort=pressure&max_pressure=0.1&limit=1000")
+            high = await whole_listing(client, "sort=pressure&min_pressure=0.9&limit=1000")
             assert machine_id in {m["machine_id"] for page in low for m in page}
             assert machine_id not in {m["machine_id"] for page in high for m in page}
 
@@ -171,7 +167,7 @@ async def test_a_new_reading_moves_the_machine_and_retiring_it_removes_it(
                 30,
                 "the retirement",
             )
-            gone = await listing(client, "sort=pressure&limit=1000")
+            gone = await whole_listing(client, "sort=pressure&limit=1000")
     assert machine_id not in {m["machine_id"] for page in gone for m in page}
 
 

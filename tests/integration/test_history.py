@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from confluent_kafka import KafkaError, Message, Producer
@@ -30,6 +29,7 @@ from tests.helpers import (
     unique,
     wait_until,
 )
+from tests.paging import whole_history
 
 pytestmark = pytest.mark.anyio
 
@@ -74,31 +74,6 @@ def history_settings(settings: WorkerSettings, **changes: Any) -> WorkerSettings
 
 def stream_length(client: redis.Redis, machine_id: str) -> int:
     return int(client.xlen(machine_keys(machine_id).history(machine_id)))
-
-
-async def every_page(client: httpx.AsyncClient, url: str, items: str) -> list[list[Any]]:
-    """Every page of a paginated listing (its `items` on each page), following the `next`
-    cursors through the `Link` headers."""
-    pages: list[list[Any]] = []
-    while True:
-        response = await client.get(url)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        pages.append(body[items])
-        if body["next"] is None:
-            assert "link" not in response.headers
-            return pages
-        link = response.headers["link"]
-        assert link.endswith('>; rel="next"')
-        assert f"cursor={body['next']}" in link
-        url = link.removeprefix("<").split(">")[0]
-
-
-async def whole_history(
-    client: httpx.AsyncClient, machine_id: str, query: str = ""
-) -> list[list[dict[str, Any]]]:
-    """Every page of a machine's history."""
-    return await every_page(client, f"/cpu-info/{machine_id}/history?{query}", "entries")
 
 
 async def test_every_reading_is_in_the_history_newest_first_with_its_record(

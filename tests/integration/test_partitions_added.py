@@ -23,8 +23,7 @@ from tests.helpers import (
     unique,
     wait_until_async,
 )
-from tests.integration.test_fleet import whole_listing
-from tests.integration.test_history import every_page
+from tests.paging import every_page, whole_listing
 
 pytestmark = pytest.mark.anyio
 

@@ -35,9 +35,9 @@ from tests.helpers import (
     wait_until,
     wait_until_async,
 )
-from tests.integration.test_history import every_page
 from tests.integration.test_worker import stored_used
 from tests.integration.test_worker_schema_upgrade import history_used, produce, v1
+from tests.paging import every_page
 
 pytestmark = pytest.mark.anyio
 

@@ -30,8 +30,8 @@ from tests.helpers import (
     unique,
     wait_until,
 )
-from tests.integration.test_fleet import whole_listing
 from tests.integration.test_history import RECEIVED_AT
+from tests.paging import whole_listing
 
 pytestmark = [
     pytest.mark.anyio,
