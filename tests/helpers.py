@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ from devstack.stack import LocalStack
 from producer_api.app import create_app
 from producer_api.publisher import Publisher
 from producer_api.settings import ProducerSettings
-from telemetry_common.contract import EXAMPLE_READING
+from telemetry_common.contract import EXAMPLE_READING, KafkaHeaders, KafkaRecord
 from telemetry_common.layout import DEFAULT_CONSUMER_GROUP, PartitionKeys, partition_keys
 from telemetry_common.partitioning import PARTITIONER, Placement, partition_of
 from telemetry_common.redis_client import SyncRedis
@@ -110,8 +110,19 @@ def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -
     return messages
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    """Produce raw (key, value) records and wait until all are acknowledged."""
+# A record as a test writes it: (key, value), (key, value, headers), or as the API encodes it.
+RawRecord = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, KafkaHeaders]
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[RawRecord | KafkaRecord],
+    timestamps_ms: Iterable[int] | None = None,
+) -> None:
+    """Produce `records` in order, with their headers and, if given, each with its Kafka
+    timestamp of `timestamps_ms` (the time of producing otherwise); wait until all are
+    acknowledged."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
     )
@@ -121,8 +132,25 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
         if err is not None:
             failures.append(err)
 
-    for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+    to_send = list(records)
+    stamps = [0] * len(to_send) if timestamps_ms is None else list(timestamps_ms)
+    for record, timestamp in zip(to_send, stamps, strict=True):
+        key: bytes | None
+        value: bytes | None
+        headers: KafkaHeaders | None
+        if isinstance(record, KafkaRecord):
+            key, value, headers = record.key, record.value, record.headers
+        else:
+            key, value, *rest = record
+            headers = rest[0] if rest else None
+        producer.produce(
+            topic,
+            key=key,
+            value=value,
+            headers=headers,
+            timestamp=timestamp,  # 0: the producer's clock
+            on_delivery=on_delivery,
+        )
     assert producer.flush(30) == 0, "records were not delivered"
     assert not failures, failures
 

@@ -17,14 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from confluent_kafka import KafkaError, Message, Producer
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record, utc_now
-from telemetry_common.partitioning import PARTITIONER
 from tests.browser.test_swagger_ui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, OfflinePage
-from tests.helpers import api_and_worker, unique, wait_until
+from tests.helpers import api_and_worker, produce, unique, wait_until
 
 TOTAL = 8 * 1_048_576  # 8 GiB in KiB
 API_KEY = "a-key-typed-into-the-dashboard-01"
@@ -114,30 +112,20 @@ def produce_history(bootstrap: str, topic: str, machine_id: str, spread_ms: int)
     """Older readings of the machine, sent to Kafka as the API would but with Kafka
     timestamps spread over the last `spread_ms`, so that its chart spans the hour;
     how many."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
-    )
-    failures: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _: Message) -> None:
-        if err is not None:
-            failures.append(err)
-
     now_ms = int(time.time() * 1000)
     shares = (0.5, 0.35, 0.4, 0.2, 0.25, 0.1, 0.15, 0.08)
-    for n, share in enumerate(shares):
-        reading = MemoryReading.model_validate(with_available(int(TOTAL * share)))
-        record = encode_record(machine_id, reading, utc_now())
-        producer.produce(
-            topic,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            timestamp=now_ms - spread_ms + n * spread_ms // len(shares),
-            on_delivery=on_delivery,
+    records = [
+        encode_record(
+            machine_id, MemoryReading.model_validate(with_available(int(TOTAL * share))), utc_now()
         )
-    assert producer.flush(30) == 0, "records were not delivered"
-    assert not failures, failures
+        for share in shares
+    ]
+    produce(
+        bootstrap,
+        topic,
+        records,
+        [now_ms - spread_ms + n * spread_ms // len(shares) for n in range(len(shares))],
+    )
     return len(shares)
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import KafkaError, Message, Producer
 
 from consumer_worker.settings import WorkerSettings
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import MemoryReading, encode_record
-from telemetry_common.partitioning import PARTITIONER
 from tests.helpers import (
     TOPIC_PARTITIONS,
     api_client,
@@ -23,6 +21,7 @@ from tests.helpers import (
     end_offsets,
     forget_built_offsets,
     machine_keys,
+    produce,
     reading,
     readings_written,
     running_worker,
@@ -40,32 +39,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOW_MS = int(time.time() * 1000)
 
 
-def produce_readings(bootstrap: str, topic: str, readings: Iterable[tuple[str, int, int]]) -> None:
+def produce_readings(bootstrap: str, topic: str, readings: Sequence[tuple[str, int, int]]) -> None:
     """Each (machine id, used, timestamp ms) as a record with that Kafka timestamp, in
     order; waits until the broker acknowledged all of them."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
-    )
-    failures: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _: Message) -> None:
-        if err is not None:
-            failures.append(err)
-
-    for machine_id, used, timestamp_ms in readings:
-        record = encode_record(
-            machine_id, MemoryReading.model_validate(reading(used=used)), RECEIVED_AT
-        )
-        producer.produce(
-            topic,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            timestamp=timestamp_ms,
-            on_delivery=on_delivery,
-        )
-    assert producer.flush(30) == 0, "records were not delivered"
-    assert not failures, failures
+    records = [
+        encode_record(machine_id, MemoryReading.model_validate(reading(used=used)), RECEIVED_AT)
+        for machine_id, used, _ in readings
+    ]
+    produce(bootstrap, topic, records, [timestamp_ms for _, _, timestamp_ms in readings])
 
 
 def history_settings(settings: WorkerSettings, **changes: Any) -> WorkerSettings:

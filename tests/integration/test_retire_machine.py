@@ -26,6 +26,7 @@ from tests.helpers import (
     end_offsets,
     forget_built_offsets,
     machine_keys,
+    produce,
     reading,
     records_dead_lettered,
     running_worker,
@@ -36,7 +37,7 @@ from tests.helpers import (
     wait_until_async,
 )
 from tests.integration.test_worker import stored_used
-from tests.integration.test_worker_schema_upgrade import history_used, produce, v1
+from tests.integration.test_worker_schema_upgrade import history_used, v1
 from tests.paging import every_page
 
 pytestmark = pytest.mark.anyio

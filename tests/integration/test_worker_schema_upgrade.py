@@ -9,7 +9,6 @@ from typing import cast
 import httpx
 import pytest
 import redis
-from confluent_kafka import KafkaError, Message, Producer
 
 from consumer_worker.heartbeat import PausedPartition, read_status
 from consumer_worker.settings import WorkerSettings
@@ -22,13 +21,14 @@ from telemetry_common.contract import (
     decode_reading,
     encode_record,
 )
-from telemetry_common.partitioning import PARTITIONER, partition_of
+from telemetry_common.partitioning import partition_of
 from tests.helpers import (
     TOPIC_PARTITIONS,
     built_offsets,
     committed_offsets,
     end_offsets,
     machine_keys,
+    produce,
     reading,
     records_dead_lettered,
     running_worker,
@@ -67,23 +67,6 @@ def decode_v2(key: bytes | None, value: bytes | None) -> DecodedReading:
     if body.get("schema_version") != 2 or not isinstance(body.pop("swap", None), dict):
         raise InvalidRecordError("not a version 2 record")
     return decode_reading(key, json.dumps(body | {"schema_version": 1}).encode())
-
-
-def produce(bootstrap: str, topic: str, records: list[KafkaRecord]) -> None:
-    """Produce records with their headers, in order, and wait until all are acknowledged."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "partitioner": PARTITIONER}
-    )
-    failures: list[KafkaError] = []
-
-    def on_delivery(err: KafkaError | None, _: Message) -> None:
-        if err is not None:
-            failures.append(err)
-
-    for key, value_, headers in records:
-        producer.produce(topic, key=key, value=value_, headers=headers, on_delivery=on_delivery)
-    assert producer.flush(30) == 0, "records were not delivered"
-    assert not failures, failures
 
 
 def machines_by_partition() -> dict[int, list[str]]:
