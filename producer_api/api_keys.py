@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-API_KEY_HEADER: Final = "X-API-Key"
-
 # Visible ASCII, as an HTTP header carries it unchanged; long enough not to be guessed.
 KEY_RULE: Final = "16 to 256 visible ASCII characters"
 _KEY: Final = re.compile(r"[\x21-\x7e]{16,256}")

@@ -14,20 +14,18 @@ from starlette.types import ASGIApp
 
 from producer_api.api_keys import ApiKeys
 from producer_api.auth import KeyCheck
-from producer_api.cors import with_cors
-from producer_api.dashboard import install_dashboard
 from producer_api.deps import AppState
-from producer_api.docs import install_docs
 from producer_api.errors import install_error_handlers
-from producer_api.formats.routes import ingest_formats
-from producer_api.ingest.asgi import IngestEndpoints
 from producer_api.ingest.core import IngestRules
 from producer_api.metrics import METRICS_PATH, ApiMetrics
+from producer_api.middleware.cors import with_cors
+from producer_api.middleware.ingest_endpoints import IngestEndpoints
+from producer_api.middleware.request_ids import with_request_ids
+from producer_api.middleware.request_metrics import RequestCounting
 from producer_api.publisher import KafkaPublisher, Publisher
-from producer_api.request_ids import with_request_ids
-from producer_api.request_metrics import RequestCounting
-from producer_api.retirement import retirements
-from producer_api.routes import health, readings
+from producer_api.routes import KEYED_ROUTERS, health
+from producer_api.routes.dashboard import install_dashboard
+from producer_api.routes.docs import install_docs
 from producer_api.schemas import exact_bounds
 from producer_api.settings import ProducerSettings
 from producer_api.store import ReadingStore
@@ -152,11 +150,10 @@ def create_app(
     install_docs(app)
     install_dashboard(app)
     install_error_handlers(app)
-    # At router level: every readings route, present or future, needs the key.
-    app.include_router(readings, dependencies=[Depends(key_check)] if key_check else [])
-    app.include_router(retirements, dependencies=[Depends(key_check)] if key_check else [])
-    app.include_router(ingest_formats, dependencies=[Depends(key_check)] if key_check else [])
-    app.include_router(health)
+    # At router level: every route of these routers, present or future, needs the key.
+    for router in KEYED_ROUTERS:
+        app.include_router(router, dependencies=[Depends(key_check)] if key_check else [])
+    app.include_router(health.router)
     # For Prometheus, not for API clients: outside the OpenAPI document.
     app.add_route(METRICS_PATH, metrics.exposition, methods=["GET"], include_in_schema=False)
     return app

@@ -22,11 +22,13 @@ from fastapi import HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 from starlette.datastructures import Headers
 
-from producer_api.api_keys import API_KEY_HEADER, ApiKeys
+from producer_api.api_keys import ApiKeys
+from producer_api.headers import API_KEY_HEADER, AUTHORIZATION_HEADER
 
 READ_METHODS: Final = frozenset({"GET", "HEAD"})
 SCHEME_NAME: Final = "ApiKey"
 _HEADER_KEY: Final = API_KEY_HEADER.lower()
+_AUTHORIZATION: Final = AUTHORIZATION_HEADER.lower()
 
 api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
@@ -56,7 +58,7 @@ _KEY_RESPONSES: Final[dict[str, dict[str, Any]]] = {
 def bearer_token(headers: Headers) -> str | None:
     """The key of an `Authorization: Bearer <key>` header, the form Prometheus'
     remote_write `authorization` sends; X-API-Key, when present, wins."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+    scheme, _, token = headers.get(_AUTHORIZATION, "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 

@@ -27,9 +27,6 @@ from pydantic import AfterValidator, WithJsonSchema
 from producer_api.store import ReadingStore
 from telemetry_common.storage import StoredReading
 
-CONSISTENCY_HEADER: Final = "X-Consistency-Token"
-# The header's name as an ASGI answer carries it (lower case, bytes).
-CONSISTENCY_HEADER_RAW: Final = CONSISTENCY_HEADER.lower().encode()
 CONSISTENCY_PARAMETER: Final = "consistency_token"
 CONSISTENCY_RETRY_AFTER_SECONDS: Final = 1
 

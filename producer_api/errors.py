@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producer_api.allowed_methods import method_not_allowed
+from producer_api.headers import RETRY_AFTER_HEADER
 from producer_api.ingest import answers
 from producer_api.ingest.answers import KAFKA_RETRY_AFTER_SECONDS as KAFKA_RETRY_AFTER_SECONDS
+from producer_api.middleware.allowed_methods import method_not_allowed
 from producer_api.publisher import DeliveryError
 from producer_api.store import RedisDeadlineExceededError
 from producer_api.validation_errors import invalid_request
@@ -29,7 +30,7 @@ def _unavailable(detail: str, retry_after: int) -> JSONResponse:
     return JSONResponse(
         {"detail": detail},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(retry_after)},
+        headers={RETRY_AFTER_HEADER: str(retry_after)},
     )
 
 

@@ -1,20 +1,31 @@
-"""The HTTP answers' schemas, as the OpenAPI document names them.
+"""The HTTP bodies' schemas, as the OpenAPI document names them, and the documented headers.
 
-Every answer a route documents has a named schema here (or in the module of its
-endpoint: `HistoryPage`, `FleetPage`, `BatchAnswer`), never an inline one, so that a
+Every answer a route documents has a named schema here (the history and fleet pages are
+built by their readers, `producer_api.history` and `producer_api.fleet`, and named there),
+never an inline one, so that a
 client generated from the document gets one type per answer with a name that says
 what it holds, and an error answer decodes into a type rather than nothing. The
 bodies are those the API already sends: `ErrorMessage` is the `{"detail": "..."}` of
 every error but 422, whose body is FastAPI's `HTTPValidationError` (each error made
-encodable by `validation_errors`).
+encodable by `validation_errors`). The batch endpoint's body (`MachineReading` items)
+is here too: each item is a machine id and a reading under exactly the single
+endpoint's rules, the same pattern for the id, the same strict `MemoryReading`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from producer_api.headers import (
+    CONSISTENCY_HEADER,
+    LINK_HEADER,
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    RETRY_AFTER_HEADER,
+)
 from producer_api.json_route import JSON_MEDIA_TYPE
 from telemetry_common.contract import (
     EXAMPLE_READING,
@@ -111,17 +122,49 @@ def error_answer(description: str, example: str, **more: Any) -> dict[str, Any]:
     }
 
 
-RETRY_AFTER_HEADER: Final[dict[str, Any]] = {
-    "Retry-After": {
+# The answer headers as the document describes them.
+RETRY_AFTER: Final[dict[str, Any]] = {
+    RETRY_AFTER_HEADER: {
         "description": "Seconds to wait.",
         "schema": {"type": "integer", "minimum": 0},
+    }
+}
+# As the retirement and the ingest formats document it (without the bound).
+RETRY_AFTER_SECONDS: Final[dict[str, Any]] = {
+    RETRY_AFTER_HEADER: {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+}
+KAFKA_POSITION: Final[dict[str, Any]] = {
+    PARTITION_HEADER: {
+        "description": "Kafka partition of the record.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION},
+    },
+    OFFSET_HEADER: {
+        "description": "Kafka offset of the record.",
+        "schema": {"type": "integer", "minimum": 0, "exclusiveMaximum": OFFSET_LIMIT},
+    },
+}
+PUBLISHED: Final[dict[str, Any]] = {
+    **KAFKA_POSITION,
+    CONSISTENCY_HEADER: {
+        "description": (
+            "`<partition>:<offset>` of the record: give it to `GET /cpu-info/{machine_id}` "
+            "to read this reading (or a newer one) back."
+        ),
+        "schema": {"type": "string", "example": "4:17"},
+    },
+}
+NEXT_PAGE_LINK: Final[dict[str, Any]] = {
+    LINK_HEADER: {
+        "description": 'The next page, as `<path?query&cursor=...>; rel="next"` (RFC 8288); '
+        "absent on the last page.",
+        "schema": {"type": "string"},
     }
 }
 
 UNAVAILABLE: Final[dict[str, Any]] = error_answer(
     "Kafka or Redis is unavailable; retry after `Retry-After` seconds.",
     "Redis is unavailable (ConnectionError). Retry later.",
-    headers=RETRY_AFTER_HEADER,
+    headers=RETRY_AFTER,
 )
 
 NOT_FOUND: Final = "Data not found"
@@ -149,3 +192,101 @@ BAD_BODY: Final[dict[int | str, dict[str, Any]]] = {
         "the body must be application/json",
     ),
 }
+
+
+# The batch endpoint, `POST /cpu-info`.
+
+
+class MachineReading(BaseModel):
+    """One item of a batch: which machine, and its reading."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"machine_id": "web-01", "reading": dict(EXAMPLE_READING)}]
+        },
+    )
+
+    machine_id: Annotated[
+        str,
+        Field(
+            pattern=MACHINE_ID_PATTERN,
+            max_length=MACHINE_ID_MAX_LENGTH,
+            description=(
+                "1 to 64 characters of letters, digits, '.', '_' and '-', starting with a "
+                "letter or digit."
+            ),
+        ),
+    ]
+    reading: MemoryReading
+
+
+def _largest_item_bytes() -> int:
+    """Bytes of the largest valid item as a client's JSON encoder writes it, separator
+    included: what the body limit must hold per item of a full batch."""
+    bounds = MemoryReading.model_json_schema()["properties"]
+    largest = {
+        "machine_id": "a" * MACHINE_ID_MAX_LENGTH,
+        "reading": {name: field["exclusiveMaximum"] - 1 for name, field in bounds.items()},
+    }
+    # json.dumps' default separators (", " and ": ") are the widest of common encoders.
+    return len(json.dumps(largest)) + len(", ")
+
+
+LARGEST_ITEM_BYTES: Final = _largest_item_bytes()
+
+
+class AcknowledgedItem(BaseModel):
+    """The broker acknowledged this item's record: where it is."""
+
+    status: Literal["acknowledged"] = "acknowledged"
+    partition: Partition
+    offset: Offset
+
+
+class FailedItem(BaseModel):
+    """The broker did not acknowledge this item's record (it may still have been
+    written): send it again."""
+
+    status: Literal["failed"] = "failed"
+    detail: str
+
+
+class BatchAnswer(BaseModel):
+    """What became of each item, in the order of the request."""
+
+    acknowledged: int = Field(ge=0, description="How many items the broker acknowledged.")
+    failed: int = Field(ge=0, description="How many it did not; resend those (see `items`).")
+    items: list[AcknowledgedItem | FailedItem]
+
+
+# The retirement, `DELETE /cpu-info/{machine_id}`.
+
+
+class RetirementPosition(BaseModel):
+    """Where Kafka wrote one of the machine's retirement records."""
+
+    partition: int = Field(description="Kafka partition of the retirement record.")
+    offset: int = Field(description="Its offset there.")
+
+
+class RetirementAnswer(BaseModel):
+    """The answer to a retirement Kafka acknowledged."""
+
+    machine_id: str
+    applied: bool = Field(
+        description="Whether the view in Redis already applied every retirement record "
+        "(`200`): a read no longer finds the machine. False (`202`): recorded in Kafka, "
+        "applied when the worker reaches it."
+    )
+    consistency_token: str = Field(
+        description="The same as the `X-Consistency-Token` header: give it to `GET "
+        "/cpu-info/{machine_id}` to read the machine as retired (404).",
+        examples=["4:18"],
+    )
+    records: list[RetirementPosition] = Field(
+        description="Every retirement record, one per partition the machine's readings "
+        "may be in (one, unless partitions were added to the topic)."
+    )

@@ -10,7 +10,7 @@ from pydantic import Field, FilePath, PrivateAttr, SecretStr, field_validator, m
 from pydantic_settings import NoDecode
 
 from producer_api.api_keys import KeyRuleError, digests_from_file, digests_from_list
-from producer_api.batch_models import LARGEST_ITEM_BYTES
+from producer_api.schemas import LARGEST_ITEM_BYTES
 from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.settings import KafkaSettings, RedisSettings
 

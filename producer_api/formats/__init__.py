@@ -5,9 +5,8 @@
 * `remote_write`: Prometheus remote-write 1.0 (`POST /api/v1/write`) of node_exporter's
   `node_memory_*_bytes` series.
 * `published`: the readings both make, as Kafka records, through the API's publisher.
-* `routes`: the two HTTP endpoints.
 
 Both translate their metrics into `/proc/meminfo`'s fields and compute the columns by
-the rule every source shares (`telemetry_common.free_columns`). docs/ingest.md documents
-what each needs and answers.
+the rule every source shares (`telemetry_common.free_columns`). Their HTTP endpoints are
+`producer_api.routes.formats`; docs/ingest.md documents what each needs and answers.
 """

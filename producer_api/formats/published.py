@@ -13,12 +13,11 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
+from producer_api.headers import SOURCE_HEADER
 from producer_api.publisher import DeliveryError, DeliveryReport, Publisher
 from telemetry_common.contract import KafkaRecord, MemoryReading, encode_record
-
-SOURCE_HEADER: Final = "memtel.source"
 
 
 class Source(StrEnum):

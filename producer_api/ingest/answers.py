@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from producer_api.headers import CONTENT_TYPE_HEADER, RETRY_AFTER_HEADER, raw
 from producer_api.json_route import JSON_MEDIA_TYPE
 from producer_api.publisher import DeliveryError, DeliveryReport
 
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 KAFKA_RETRY_AFTER_SECONDS: Final = 5
 
-_JSON_CONTENT_TYPE: Final = (b"content-type", JSON_MEDIA_TYPE.encode())
-_TEXT_CONTENT_TYPE: Final = (b"content-type", b"text/plain; charset=utf-8")
+_JSON_CONTENT_TYPE: Final = (raw(CONTENT_TYPE_HEADER), JSON_MEDIA_TYPE.encode())
+_TEXT_CONTENT_TYPE: Final = (raw(CONTENT_TYPE_HEADER), b"text/plain; charset=utf-8")
 
 Header = tuple[bytes, bytes]
 
@@ -65,7 +66,7 @@ TOO_LARGE_READ: Final = error(413, _TOO_LARGE_BODY.decode())
 # Nobody reads it (the client left), but the request is answered and counted.
 CLIENT_LEFT: Final = error(400, "the client disconnected mid-body")
 
-_RETRY_LATER: Final = ((b"retry-after", str(KAFKA_RETRY_AFTER_SECONDS).encode()),)
+_RETRY_LATER: Final = ((raw(RETRY_AFTER_HEADER), str(KAFKA_RETRY_AFTER_SECONDS).encode()),)
 
 
 def delivery_failed_detail(exc: Exception) -> str:

@@ -1,41 +1,29 @@
-"""The ingest endpoints served over ASGI, ahead of FastAPI's machinery.
+"""The ingest rules over ASGI: an ingest POST's scope and body in, an `Answer` out.
 
-Profiled under load, FastAPI's work around a POST (matching every route, building the
-request and response objects, resolving dependencies, validating the answer against
-its response model) cost several times the work of the POST itself: parsing,
-validating and publishing one reading. And a POST waits for the broker: every layer
-between the server and the awaiting code is suspended and resumed with it, which in
-FastAPI's stack of a dozen layers cost as much again. So `IngestEndpoints` sits in
-front of that stack (see `ProducerApi`) and answers every `POST /cpu-info/{machine_id}`
-and `POST /cpu-info` itself, whatever the outcome, with `IngestRules`; any other
-request goes on to FastAPI. The path is matched as the router matches it: relative to
-the app's root path, `{machine_id}` being one path segment.
+`answer` is what both ways into the two POSTs call: `middleware.ingest_endpoints`,
+ahead of FastAPI, and the documented routes' `routes.ingest.IngestRoute`. It reads the
+body (within the limit) and hands headers and body to `IngestRules`.
 
-The two routes in `producer_api.routes` describe the operations in the OpenAPI
-document; their `IngestRoute` answers a request that reaches them anyway (an app
-assembled without this middleware) with the same rules and the same `answer`.
-
-What must see every request (the request id, the request counter, CORS) wraps this
-in turn; for the counter, a request answered here leaves its route template in the
-scope, as the router leaves the route. An unexpected error reaches the server, which
-answers 500 and logs it, as FastAPI's outer layer does.
+Why the POSTs are answered ahead of FastAPI: profiled under load, FastAPI's work
+around a POST (matching every route, building the request and response objects,
+resolving dependencies, validating the answer against its response model) cost several
+times the work of the POST itself: parsing, validating and publishing one reading. And
+a POST waits for the broker: every layer between the server and the awaiting code is
+suspended and resumed with it, which in FastAPI's stack of a dozen layers cost as much
+again. `ingest_target` matches the path as the router matches it: relative to the
+app's root path, `{machine_id}` being one path segment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from producer_api.ingest.answers import CLIENT_LEFT, Answer
 from producer_api.ingest.core import IngestRules
 from producer_api.publisher import Publisher
-from producer_api.request_metrics import ROUTE_TEMPLATE
 from producer_api.settings import ProducerSettings
 
 BATCH_PATH: Final = "/cpu-info"
@@ -104,41 +92,3 @@ async def _read_body(rules: IngestRules, receive: Receive) -> tuple[bytes, Answe
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks), None
-
-
-class IngestEndpoints:
-    """ASGI middleware: the two ingest endpoints answered here, anything else passed on."""
-
-    def __init__(self, app: ASGIApp, rules: IngestRules) -> None:
-        self.app = app
-        self.rules = rules
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = ingest_target(scope)
-        if target is None:
-            await self.app(scope, receive, send)
-            return
-        template, machine_id = target
-        scope[ROUTE_TEMPLATE] = template
-        given = await answer(self.rules, machine_id, scope, receive)
-        await send(
-            {"type": "http.response.start", "status": given.status, "headers": given.headers}
-        )
-        await send({"type": "http.response.body", "body": given.body})
-
-
-class IngestRoute(APIRoute):
-    """A route documented by FastAPI (its parameters, body and answers) and answered by
-    `answer` with the app's `IngestRules` (`ProducerApi.ingest_rules`): FastAPI neither
-    reads the body nor runs the endpoint."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        async def answered_by_ingest_rules(request: Request) -> Response:
-            rules: IngestRules = request.app.ingest_rules
-            machine_id: str | None = request.path_params.get("machine_id")
-            given = await answer(rules, machine_id, request.scope, request.receive)
-            response = Response(given.body, status_code=given.status)
-            response.raw_headers = given.headers
-            return response
-
-        return answered_by_ingest_rules

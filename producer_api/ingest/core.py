@@ -28,10 +28,16 @@ from typing import Annotated, Any, Final
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 
-from producer_api.api_keys import API_KEY_HEADER
 from producer_api.auth import KeyCheck, bearer_token
-from producer_api.batch_models import MachineReading
-from producer_api.consistency import CONSISTENCY_HEADER_RAW, token_of
+from producer_api.consistency import token_of
+from producer_api.headers import (
+    API_KEY_HEADER,
+    CONSISTENCY_HEADER,
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    WWW_AUTHENTICATE_HEADER,
+    raw,
+)
 from producer_api.ingest.answers import (
     TOO_LARGE,
     TOO_LARGE_READ,
@@ -44,6 +50,7 @@ from producer_api.ingest.answers import (
 from producer_api.json_route import unsupported_content
 from producer_api.publisher import DeliveryError, Publisher
 from producer_api.record_batch import encode_batch
+from producer_api.schemas import MachineReading
 from producer_api.settings import ProducerSettings
 from producer_api.strict_json import MalformedJsonError, parse_strict_json
 from producer_api.validation_errors import json_safe
@@ -56,10 +63,10 @@ from telemetry_common.contract import (
     utc_now,
 )
 
-PARTITION_HEADER: Final = "X-Kafka-Partition"
-OFFSET_HEADER: Final = "X-Kafka-Offset"
-_PARTITION: Final = PARTITION_HEADER.lower().encode()
-_OFFSET: Final = OFFSET_HEADER.lower().encode()
+_PARTITION: Final = raw(PARTITION_HEADER)
+_OFFSET: Final = raw(OFFSET_HEADER)
+_CONSISTENCY: Final = raw(CONSISTENCY_HEADER)
+_WWW_AUTHENTICATE: Final = raw(WWW_AUTHENTICATE_HEADER)
 _API_KEY: Final = API_KEY_HEADER.lower()
 
 # The validators of the path's machine id, of a reading and of a batch, as the routes
@@ -117,7 +124,7 @@ class IngestRules:
             return error(400, str(exc))
         if self._key_check is not None and not self._key_check.admits(headers):
             if not (headers.get(_API_KEY) or bearer_token(headers)):
-                return error(401, "Not authenticated", ((b"www-authenticate", b"APIKey"),))
+                return error(401, "Not authenticated", ((_WWW_AUTHENTICATE, b"APIKey"),))
             return error(403, "Invalid API key")
         return document
 
@@ -156,7 +163,7 @@ class IngestRules:
             (
                 (_PARTITION, str(report.partition).encode()),
                 (_OFFSET, str(report.offset).encode()),
-                (CONSISTENCY_HEADER_RAW, token_of(report.partition, report.offset).encode()),
+                (_CONSISTENCY, token_of(report.partition, report.offset).encode()),
             ),
         )
 

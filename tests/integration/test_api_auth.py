@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from consumer_worker.settings import WorkerSettings
-from producer_api.routes import readings
+from producer_api.routes import KEYED_ROUTERS
 from producer_api.settings import ProducerSettings
 from tests.helpers import (
     READING,
@@ -141,7 +141,7 @@ async def test_reads_are_open_unless_protected(
 def every_readings_operation() -> list[tuple[str, str]]:
     """(method, path) of every operation of the readings router, path parameters filled."""
     operations = []
-    for route in readings.routes:
+    for route in [route for router in KEYED_ROUTERS for route in router.routes]:
         assert isinstance(route, APIRoute)
         path = route.path_format
         for name in route.param_convertors:

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from devstack.stack import LocalStack
 from memtel_agent.meminfo import reading_from_meminfo
-from producer_api.formats.published import SOURCE_HEADER
+from producer_api.headers import SOURCE_HEADER
 from tests.helpers import api_and_worker, consume_all, unique, wait_until
 from tests.ingest_senders import HostmetricsMemory, otlp_exporting, read_meminfo, sdk_request
 

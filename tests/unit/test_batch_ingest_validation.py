@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from producer_api.batch_models import LARGEST_ITEM_BYTES
+from producer_api.schemas import LARGEST_ITEM_BYTES
 from producer_api.settings import ProducerSettings
 from tests.helpers import READING, api_client, reading, unreachable_settings
 

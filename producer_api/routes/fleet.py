@@ -1,4 +1,8 @@
-"""`DELETE /cpu-info/{machine_id}`: retire a machine.
+"""`GET /cpu-info`, the fleet listing, and `DELETE /cpu-info/{machine_id}`, retiring a machine.
+
+The listing pages through the machines with a stored reading (`producer_api.fleet`
+reads the worker's fleet indexes). Retiring a machine takes it out of the listing and
+of every read:
 
 A retirement is a record in the log, not a change made to Redis here: Redis is a view of
 the topic, and a view rebuilt from the topic must not bring the machine back. So the
@@ -24,13 +28,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import WithJsonSchema
 from redis.exceptions import RedisError
 
 from producer_api.consistency import (
-    CONSISTENCY_HEADER,
     ConsistencyToken,
     NotYetStoredError,
     latest_once_stored,
@@ -38,7 +41,31 @@ from producer_api.consistency import (
 )
 from producer_api.deps import PublisherDep, SettingsDep, StoreDep
 from producer_api.errors import KAFKA_RETRY_AFTER_SECONDS
+from producer_api.fleet import (
+    DEFAULT_FLEET_PAGE,
+    MAX_FLEET_PAGE,
+    MAX_NOT_SEEN_FOR_SECONDS,
+    FleetCursor,
+    FleetOptionsDep,
+    FleetPage,
+    FleetSort,
+    NotSeenCursor,
+    PressureCursor,
+    list_by_pressure,
+    list_machines,
+    list_not_seen,
+    with_readings,
+)
+from producer_api.headers import CONSISTENCY_HEADER, RETRY_AFTER_HEADER
 from producer_api.publisher import DeliveryError, DeliveryReport
+from producer_api.routes.params import CursorParam, decoded, invalid_query, link_next_page
+from producer_api.schemas import (
+    NEXT_PAGE_LINK,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    RetirementAnswer,
+    RetirementPosition,
+)
 from producer_api.settings import ProducerSettings
 from producer_api.store import ReadingStore, RedisDeadlineExceededError
 from telemetry_common.contract import (
@@ -53,7 +80,7 @@ logger = logging.getLogger(__name__)
 # The partition a record goes to when the producer's partitioner chooses it.
 _PARTITIONER_CHOOSES: Final = -1
 
-retirements = APIRouter(tags=["readings"])
+router = APIRouter(tags=["readings"])
 
 RetiredMachineId = Annotated[
     str,
@@ -66,40 +93,8 @@ RetiredMachineId = Annotated[
 ]
 
 
-class RetirementPosition(BaseModel):
-    """Where Kafka wrote one of the machine's retirement records."""
-
-    partition: int = Field(description="Kafka partition of the retirement record.")
-    offset: int = Field(description="Its offset there.")
-
-
-class RetirementAnswer(BaseModel):
-    """The answer to a retirement Kafka acknowledged."""
-
-    machine_id: str
-    applied: bool = Field(
-        description="Whether the view in Redis already applied every retirement record "
-        "(`200`): a read no longer finds the machine. False (`202`): recorded in Kafka, "
-        "applied when the worker reaches it."
-    )
-    consistency_token: str = Field(
-        description="The same as the `X-Consistency-Token` header: give it to `GET "
-        "/cpu-info/{machine_id}` to read the machine as retired (404).",
-        examples=["4:18"],
-    )
-    records: list[RetirementPosition] = Field(
-        description="Every retirement record, one per partition the machine's readings "
-        "may be in (one, unless partitions were added to the topic)."
-    )
-
-
 # The API's one error body, named so that generated clients share one type for it.
 _DETAIL_SCHEMA: Final[dict[str, Any]] = {"$ref": "#/components/schemas/ErrorMessage"}
-_RETRY_AFTER: Final[dict[str, Any]] = {
-    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-}
-
-
 _TOKEN_HEADER: Final[dict[str, Any]] = {
     CONSISTENCY_HEADER: {
         "description": "`<partition>:<offset>` of the retirement: a `GET "
@@ -109,7 +104,70 @@ _TOKEN_HEADER: Final[dict[str, Any]] = {
 }
 
 
-@retirements.delete(
+@router.get(
+    "/cpu-info",
+    operation_id="list_machines",
+    summary="List the machines",
+    response_model=FleetPage,
+    responses={
+        200: {"description": "A page of machines.", "headers": NEXT_PAGE_LINK},
+        503: UNAVAILABLE,
+    },
+)
+async def fleet(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    options: FleetOptionsDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_FLEET_PAGE, description="Most machines per page.")
+    ] = DEFAULT_FLEET_PAGE,
+    cursor: CursorParam = None,
+    not_seen_for: Annotated[
+        int | None,
+        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_NOT_SEEN_FOR_SECONDS}),
+        Query(
+            ge=0,
+            le=MAX_NOT_SEEN_FOR_SECONDS,
+            description="Only machines whose latest reading is older than this many "
+            "seconds (by its Kafka timestamp), oldest first.",
+        ),
+    ] = None,
+) -> FleetPage:
+    """The machines with a stored reading and the time of each one's latest reading: by
+    machine id, or with `not_seen_for`, only those not seen for that long, oldest first,
+    or with `sort=pressure`, by memory pressure, highest first. Paging through returns
+    every machine once (machines added meanwhile may or may not appear)."""
+    page: FleetPage
+    if options.sort is FleetSort.PRESSURE:
+        if not_seen_for is not None:
+            raise invalid_query("sort", "sort=pressure takes no not_seen_for", options.sort)
+        by_pressure = decoded(cursor, PressureCursor)
+        if by_pressure is not None and (by_pressure.low, by_pressure.high) != options.score_bounds:
+            raise invalid_query(
+                "min_pressure", "give the same pressure bounds as for the first page", None
+            )
+        page = await list_by_pressure(store, options=options, limit=limit, after=by_pressure)
+    elif options.min_pressure is not None or options.max_pressure is not None:
+        raise invalid_query("sort", "min_pressure and max_pressure need sort=pressure", "id")
+    elif not_seen_for is None:
+        page = await list_machines(store, limit=limit, after=decoded(cursor, FleetCursor))
+    else:
+        after = decoded(cursor, NotSeenCursor)
+        if after is not None and after.not_seen_for != not_seen_for:
+            raise invalid_query(
+                "not_seen_for", "give the same not_seen_for as for the first page", not_seen_for
+            )
+        page = await list_not_seen(
+            store, not_seen_for=not_seen_for, limit=limit, after=after, now=utc_now()
+        )
+    if options.readings:
+        page = await with_readings(store, page)
+    link_next_page(request, response, page)
+    return page
+
+
+@router.delete(
     "/cpu-info/{machine_id}",
     operation_id="retire_machine",
     summary="Retire a machine",
@@ -132,7 +190,7 @@ _TOKEN_HEADER: Final[dict[str, Any]] = {
             "description": "Kafka did not acknowledge every retirement record (or Redis, "
             "where the partitions the machine was placed in are noted, is unavailable). "
             "Nothing is confirmed; sending the `DELETE` again is safe.",
-            "headers": _RETRY_AFTER,
+            "headers": RETRY_AFTER_SECONDS,
             "content": {
                 "application/json": {
                     "schema": _DETAIL_SCHEMA,
@@ -189,7 +247,7 @@ async def retire_machine(
                 "is harmless."
             },
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
+            headers={RETRY_AFTER_HEADER: str(KAFKA_RETRY_AFTER_SECONDS)},
         )
     reports = [outcome for outcome in outcomes if isinstance(outcome, DeliveryReport)]
     token = token_of(reports[0].partition, reports[0].offset)

@@ -16,18 +16,24 @@ from typing import Final
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from producer_api.api_keys import API_KEY_HEADER
-from producer_api.consistency import CONSISTENCY_HEADER
-from producer_api.request_ids import REQUEST_ID_HEADER
-from producer_api.routes import OFFSET_HEADER, PARTITION_HEADER
+from producer_api.headers import (
+    API_KEY_HEADER,
+    AUTHORIZATION_HEADER,
+    CONSISTENCY_HEADER,
+    CONTENT_TYPE_HEADER,
+    OFFSET_HEADER,
+    PARTITION_HEADER,
+    REQUEST_ID_HEADER,
+    RETRY_AFTER_HEADER,
+)
 
 # What a page may send: the JSON body, the key (in its own header or as a bearer token),
 # an id of its own for the request, and the consistency token a POST gave it (for a GET
 # that sees that POST's reading).
 _REQUEST_HEADERS: Final = (
-    "Content-Type",
+    CONTENT_TYPE_HEADER,
     API_KEY_HEADER,
-    "Authorization",
+    AUTHORIZATION_HEADER,
     REQUEST_ID_HEADER,
     CONSISTENCY_HEADER,
 )
@@ -37,7 +43,7 @@ _EXPOSED_HEADERS: Final = (
     PARTITION_HEADER,
     OFFSET_HEADER,
     CONSISTENCY_HEADER,
-    "Retry-After",
+    RETRY_AFTER_HEADER,
 )
 # DELETE retires a machine (behind the write keys, like POST).
 _METHODS: Final = ("GET", "POST", "DELETE")

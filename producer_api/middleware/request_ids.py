@@ -21,7 +21,8 @@ from typing import Final
 from asgi_correlation_id import CorrelationIdMiddleware
 from starlette.types import ASGIApp
 
-REQUEST_ID_HEADER: Final = "X-Request-ID"
+from producer_api.headers import REQUEST_ID_HEADER
+
 _CLIENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 

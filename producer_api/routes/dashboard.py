@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 DASHBOARD_URL: Final = "/dashboard"
-_FILES: Final = Path(__file__).parent / "static" / "dashboard"
+_FILES: Final = Path(__file__).parent.parent / "static" / "dashboard"
 # The pages and their scripts change with the API: a browser revalidates them.
 _NO_STALE_COPY: Final = {"Cache-Control": "no-cache"}
 

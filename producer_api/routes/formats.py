@@ -1,10 +1,13 @@
 """`POST /v1/metrics` (OTLP/HTTP) and `POST /api/v1/write` (Prometheus remote-write 1.0).
 
-Each answers as its senders expect, in the request's own encoding where the protocol
-has one: OTLP answers an ExportMetricsServiceResponse (partial success naming what was
-rejected) or a google.rpc.Status, in protobuf or OTLP's JSON as the request was sent;
-remote-write answers 204, or plain text with 4xx (not retried by Prometheus) or 5xx
-(retried). Neither answers a success before Kafka acknowledged every reading.
+Here, not in `routes.ingest`: these take other bodies (protobuf, snappy) and answer in
+their protocols' terms, by rules of their own; the translations are in
+`producer_api.formats`. Each answers as its senders expect, in the request's own
+encoding where the protocol has one: OTLP answers an ExportMetricsServiceResponse
+(partial success naming what was rejected) or a google.rpc.Status, in protobuf or OTLP's
+JSON as the request was sent; remote-write answers 204, or plain text with 4xx (not
+retried by Prometheus) or 5xx (retried). Neither answers a success before Kafka
+acknowledged every reading.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from producer_api.formats.bodies import (
 )
 from producer_api.formats.prompb.remote_pb2 import WriteRequest
 from producer_api.formats.published import Source, publish_readings
+from producer_api.headers import CONTENT_TYPE_HEADER, RETRY_AFTER_HEADER
 from producer_api.metrics import IngestMetrics
+from producer_api.schemas import RETRY_AFTER_SECONDS
 from telemetry_common.contract import utc_now
 
 logger = logging.getLogger(__name__)
@@ -62,7 +67,7 @@ async def get_ingest_metrics(request: Request) -> IngestMetrics:
 
 IngestMetricsDep = Annotated[IngestMetrics, Depends(get_ingest_metrics)]
 
-ingest_formats = APIRouter(tags=["ingest formats"])
+router = APIRouter(tags=["ingest formats"])
 
 
 # --- OTLP/HTTP -------------------------------------------------------------------------
@@ -87,9 +92,6 @@ def _otlp_status(
 _OTLP_BODIES: Final = {
     PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
     JSON: {"schema": {"type": "object"}},
-}
-_RETRY_AFTER: Final = {
-    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
 }
 _OTLP_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {
@@ -118,13 +120,13 @@ _OTLP_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
             "Kafka did not acknowledge every reading: send the request again after "
             "`Retry-After` seconds (OTLP exporters do). A google.rpc.Status."
         ),
-        "headers": _RETRY_AFTER,
+        "headers": RETRY_AFTER_SECONDS,
         "content": _OTLP_BODIES,
     },
 }
 
 
-@ingest_formats.post(
+@router.post(
     OTLP_PATH,
     operation_id="export_otlp_metrics",
     summary="Publish memory readings sent as OTLP metrics",
@@ -144,7 +146,7 @@ async def export_otlp_metrics(
     `service.instance.id`) whose memory data points, as the Collector's hostmetrics
     receiver names them, make a reading becomes one reading of that machine, of the data
     points' time (docs/ingest.md)."""
-    encoding = media_type(request.headers.get("content-type"))
+    encoding = media_type(request.headers.get(CONTENT_TYPE_HEADER))
     if encoding not in (PROTOBUF, JSON):
         return _otlp_status(
             code_pb2.INVALID_ARGUMENT,
@@ -192,7 +194,7 @@ async def export_otlp_metrics(
             _not_acknowledged(error),
             encoding,
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            **{"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
+            **{RETRY_AFTER_HEADER: str(KAFKA_RETRY_AFTER_SECONDS)},
         )
     metrics.count("otlp", outcome.accepted, outcome.rejected, outcome.ignored)
     answer = ExportMetricsServiceResponse()
@@ -215,7 +217,7 @@ def _text(status_code: int, message: str, **headers: str) -> Response:
     return Response(message + "\n", status_code=status_code, media_type=_TEXT, headers=headers)
 
 
-@ingest_formats.post(
+@router.post(
     REMOTE_WRITE_PATH,
     operation_id="prometheus_remote_write",
     summary="Publish memory readings sent by Prometheus remote-write",
@@ -244,7 +246,7 @@ def _text(status_code: int, message: str, **headers: str) -> Response:
                 "Kafka did not acknowledge every reading: Prometheus sends the request "
                 "again (it retries 5xx)."
             ),
-            "headers": _RETRY_AFTER,
+            "headers": RETRY_AFTER_SECONDS,
             "content": {"text/plain": {"schema": {"type": "string"}}},
         },
     },
@@ -267,7 +269,7 @@ async def prometheus_remote_write(
     `API_REMOTE_WRITE_MACHINE_LABEL` label, `instance` by default, without its port) at
     one timestamp become one reading of that time; other series are ignored
     (docs/ingest.md)."""
-    content_type = request.headers.get("content-type")
+    content_type = request.headers.get(CONTENT_TYPE_HEADER)
     proto = media_parameters(content_type).get("proto", _WRITE_REQUEST_PROTO)
     if media_type(content_type) != PROTOBUF or proto != _WRITE_REQUEST_PROTO:
         return _text(
@@ -299,7 +301,7 @@ async def prometheus_remote_write(
         return _text(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             _not_acknowledged(error),
-            **{"Retry-After": str(KAFKA_RETRY_AFTER_SECONDS)},
+            **{RETRY_AFTER_HEADER: str(KAFKA_RETRY_AFTER_SECONDS)},
         )
     metrics.count("remote-write", outcome.accepted, outcome.rejected, outcome.ignored)
     if outcome.incomplete:

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from producer_api.headers import ALLOW_HEADER
+
 # The methods a route of this API might serve; OPTIONS is answered here for every path.
 _PROBED_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -45,9 +47,9 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return await http_exception_handler(request, http_error)
     allow = ", ".join(sorted(methods_served(request.app.router.routes, request.scope)))
     if request.method == "OPTIONS":
-        return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Allow": allow})
+        return Response(status_code=status.HTTP_204_NO_CONTENT, headers={ALLOW_HEADER: allow})
     return JSONResponse(
         {"detail": http_error.detail},
         status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
-        headers={"Allow": allow},
+        headers={ALLOW_HEADER: allow},
     )
