@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,41 +36,6 @@ from tests.unit.test_batch import FakeRecord
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 DLQ = "readings.dlq"
-Headers = list[tuple[str, str | bytes | None]]
-
-
-@dataclass
-class FakeMessage:
-    """A record of the dead-letter topic, as confluent_kafka hands it over."""
-
-    _key: bytes | None
-    _value: bytes | None
-    _headers: Headers = field(default_factory=list)
-    _partition: int = 0
-    _offset: int = 0
-    _timestamp_ms: int = int(NOW.timestamp() * 1000)
-    _topic: str = DLQ
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, self._timestamp_ms
-
-    def headers(self) -> Headers:
-        return self._headers
 
 
 def letter_of(
@@ -84,13 +48,14 @@ def letter_of(
     """What the worker would write for `record`, read back as the tool reads it."""
     written = dead_letter(RejectedRecord(record, error))
     return read_dead_letter(
-        FakeMessage(
+        FakeRecord(
             _key=written.key if not isinstance(written.key, str) else written.key.encode(),
             _value=written.value if not isinstance(written.value, str) else written.value.encode(),
             _headers=written.all_headers(),
             _partition=dlq_partition,
             _offset=offset,
             _timestamp_ms=int(at.timestamp() * 1000),
+            _topic=DLQ,
         )
     )
 
@@ -199,7 +164,17 @@ def test_replay_skips_what_was_sent_and_what_failed_again_unless_asked() -> None
         FakeRecord(b"m1", b"x", 2, 50, _topic="readings", _headers=headers), ValueError(), 3
     )
     written = dead_letter(RejectedRecord(FakeRecord(b"m1", b"x" * 10, 2, 51), ValueError()))
-    reduced = read_dead_letter(FakeMessage(b"m1", None, written.reduced().all_headers(), _offset=4))
+    reduced = read_dead_letter(
+        FakeRecord(
+            b"m1",
+            None,
+            0,
+            4,
+            _timestamp_ms=int(NOW.timestamp() * 1000),
+            _topic=DLQ,
+            _headers=written.reduced().all_headers(),
+        )
+    )
     letters = [fresh, done, failed_again, reduced]
 
     plan = plan_replay(letters, {done.coordinates}, include_redriven=False, target_topic=None)
