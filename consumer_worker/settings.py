@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
-from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.settings import KafkaSettings, RedisSettings
 from telemetry_common.storage import HistoryRetention
+
+# The consumer group of the workers unless configured otherwise. The API reads the
+# group's built offsets (read-your-writes), so its KAFKA_CONSUMER_GROUP defaults to the
+# same name (tests/unit/test_history_batch.py checks that the two agree).
+DEFAULT_CONSUMER_GROUP: Final = "memtel-redis-writer"
 
 
 class WorkerSettings(KafkaSettings, RedisSettings):

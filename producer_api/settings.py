@@ -11,7 +11,6 @@ from pydantic_settings import NoDecode
 
 from producer_api.api_keys import KeyRuleError, digests_from_file, digests_from_list
 from producer_api.schemas import LARGEST_ITEM_BYTES
-from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.settings import KafkaSettings, RedisSettings
 
 
@@ -115,9 +114,11 @@ class ProducerSettings(KafkaSettings, RedisSettings):
             "API_MAX_BODY_BYTES must hold that many of the largest readings."
         ),
     )
-    # The same setting the worker reads: read-your-writes waits on that group's view.
+    # The same setting the worker reads: read-your-writes waits on that group's view. Its
+    # default is the worker's (consumer_worker.settings.DEFAULT_CONSUMER_GROUP), written
+    # out as the API imports nothing of the worker; a unit test checks that they agree.
     kafka_consumer_group: str = Field(
-        DEFAULT_CONSUMER_GROUP,
+        "memtel-redis-writer",
         min_length=1,
         description=(
             "Consumer group of the workers, whose view in Redis a GET with a consistency "

@@ -30,10 +30,6 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 REDIS_KEY_NAMESPACE: Final = "memtel:v2"
 LEGACY_NAMESPACE: Final = "memtel:v1"
 
-# The consumer group of the workers unless configured otherwise. The API reads the
-# group's built offsets (for read-your-writes), so both services default to this name.
-DEFAULT_CONSUMER_GROUP: Final = "memtel-redis-writer"
-
 # The order partitions take the 60 cells of the slot space in (found by a search that
 # keeps every prefix balanced for 1 to 6 equal ranges; tests/unit/test_layout.py checks
 # the property against redis-cli's slot allocation).

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 import devstack.offsets
 from consumer_worker.batch import RecordDecoder
 from consumer_worker.build import build_worker
-from consumer_worker.settings import WorkerSettings
+from consumer_worker.settings import DEFAULT_CONSUMER_GROUP, WorkerSettings
 from consumer_worker.sink import RedisSink
 from consumer_worker.worker import ConsumerWorker
 from devstack import services
@@ -30,7 +30,7 @@ from producer_api.app import create_app
 from producer_api.publisher import Publisher
 from producer_api.settings import ProducerSettings
 from telemetry_common.contract import EXAMPLE_READING, KafkaHeaders, KafkaRecord
-from telemetry_common.layout import DEFAULT_CONSUMER_GROUP, PartitionKeys, partition_keys
+from telemetry_common.layout import PartitionKeys, partition_keys
 from telemetry_common.partitioning import PARTITIONER, Placement, partition_of
 from telemetry_common.redis_client import SyncRedis
 

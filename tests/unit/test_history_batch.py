@@ -8,9 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from consumer_worker.batch import build_batch
-from consumer_worker.settings import WorkerSettings
+from consumer_worker.settings import DEFAULT_CONSUMER_GROUP, WorkerSettings
 from producer_api.settings import ProducerSettings
-from telemetry_common.layout import DEFAULT_CONSUMER_GROUP
 from telemetry_common.storage import HistoryRetention
 from tests.unit.test_batch import FakeRecord, record
 
