@@ -23,11 +23,12 @@ import redis.cluster
 
 from consumer_worker.settings import WorkerSettings
 from devstack import services
+from devstack.ports import free_port
 from devstack.settings import DevstackSettings
 from devstack.stack import KafkaMode, LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.redis_client import SyncRedis
-from tests.helpers import TOPIC_PARTITIONS, stack_settings, unique
+from tests.helpers import TOPIC_PARTITIONS, OwnRedis, stack_settings, unique
 
 TESTS_ROOT = Path(__file__).parent
 
@@ -119,6 +120,19 @@ def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
     settings = DevstackSettings.on_free_ports(kafka_topic=unique("readings"))
     with LocalStack(settings, tmp_path) as local:
         yield local
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis server of the test's own; the test starts it when it means to. Stopped at
+    the end of the test."""
+    port = free_port()
+    data_dir = tmp_path / "redis"
+    server = services.redis(data_dir, port)
+    try:
+        yield OwnRedis(server, port, data_dir)
+    finally:
+        server.stop()
 
 
 @pytest.fixture

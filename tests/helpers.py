@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -310,6 +311,27 @@ def settings_like(base: ProducerSettings, **changes: Any) -> ProducerSettings:
         redis_cluster=base.redis_cluster,
         **changes,
     )
+
+
+@dataclass(frozen=True)
+class OwnRedis:
+    """A standalone Redis server of one test's own, on a free port, so that stopping or
+    freezing it disturbs no other test (the `own_redis` fixture; not started by it)."""
+
+    server: ManagedProcess
+    port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://{services.HOST}:{self.port}/0"
+
+
+def on_own_redis(settings: WorkerSettings, own: OwnRedis, **changes: Any) -> WorkerSettings:
+    """`settings` writing to `own` (standalone, whatever the session runs on), with a short
+    Redis timeout, as a test stops that Redis, and `changes`."""
+    update = {"redis_url": own.url, "redis_cluster": False, "redis_timeout_seconds": 0.5}
+    return settings.model_copy(update={**update, **changes})
 
 
 def machine_keys(machine_id: str, partitions: int = TOPIC_PARTITIONS) -> PartitionKeys:

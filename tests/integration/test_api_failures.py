@@ -7,18 +7,14 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack import services
-from devstack.ports import free_port
 from devstack.processes import ManagedProcess
 from devstack.stack import LocalStack
 from producer_api.settings import ProducerSettings
-from tests.helpers import READING, api_client, stack_settings, unreachable_settings
+from tests.helpers import READING, OwnRedis, api_client, stack_settings, unreachable_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -78,24 +74,6 @@ async def test_get_answers_503_when_redis_is_down(own_stack: LocalStack) -> None
     assert ready.json()["checks"]["redis"] == "unavailable"
 
 
-@dataclass
-class OwnRedis:
-    server: ManagedProcess
-    url: str
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    """A Redis server of this test's own, so that freezing it disturbs no other test."""
-    port = free_port()
-    server = services.redis(tmp_path / "redis", port)
-    server.start()
-    try:
-        yield OwnRedis(server, f"redis://{services.HOST}:{port}/0")
-    finally:
-        server.stop()
-
-
 @contextmanager
 def frozen(process: ManagedProcess) -> Iterator[None]:
     """SIGSTOP the process: its port still accepts connections, but nothing answers."""
@@ -116,11 +94,11 @@ REDIS_BOUND_SECONDS = REDIS_DEADLINE_SECONDS + 0.5
 async def test_get_and_readiness_answer_503_within_the_deadline_when_redis_hangs(
     stack: LocalStack, own_redis: OwnRedis
 ) -> None:
-    settings = ProducerSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=stack.bootstrap_servers,
-        kafka_topic=stack.settings.kafka_topic,
+    own_redis.server.start()
+    settings = stack_settings(
+        stack,
         redis_url=own_redis.url,
+        redis_cluster=False,
         redis_timeout_seconds=REDIS_TIMEOUT_SECONDS,
         redis_deadline_seconds=REDIS_DEADLINE_SECONDS,
         shutdown_flush_timeout_seconds=0.5,

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import redis
 
 from consumer_worker.settings import WorkerSettings
-from devstack import services
-from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record
 from telemetry_common.partitioning import partition_of
 from telemetry_common.storage import StoredReading
 from tests.helpers import (
     TOPIC_PARTITIONS,
+    OwnRedis,
     committed_offsets,
     end_offsets,
     failed_redis_calls,
     machine_keys,
+    on_own_redis,
     produce,
     reading,
     records_dead_lettered,
@@ -140,21 +139,13 @@ def test_a_replayed_older_record_never_overwrites_a_newer_one(
 
 
 def test_while_redis_is_down_nothing_is_committed_and_nothing_lost(
-    stack: LocalStack, topic: str, worker_settings: WorkerSettings, tmp_path: Path
+    stack: LocalStack, topic: str, worker_settings: WorkerSettings, own_redis: OwnRedis
 ) -> None:
-    port = free_port()
-    redis_process = services.redis(tmp_path / "redis", port)
-    settings = worker_settings.model_copy(
-        update={
-            "redis_url": f"redis://127.0.0.1:{port}/0",
-            # A Redis of the test's own: standalone, whatever the session runs on.
-            "redis_cluster": False,
-            "redis_timeout_seconds": 0.5,
-        }
-    )
+    redis_process = own_redis.server
+    settings = on_own_redis(worker_settings, own_redis)
     machine_id = unique("m")
     redis_process.start()
-    client = redis.Redis(port=port, decode_responses=True)
+    client = redis.Redis(port=own_redis.port, decode_responses=True)
     try:
         with running_worker(settings) as worker:
             redis_process.stop()

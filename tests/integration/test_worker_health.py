@@ -14,15 +14,16 @@ import redis
 
 from consumer_worker.heartbeat import read_status
 from consumer_worker.settings import WorkerSettings
-from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.contract import MemoryReading, encode_record
 from tests.helpers import (
     TOPIC_PARTITIONS,
+    OwnRedis,
     end_offsets,
     failed_redis_calls,
     machine_keys,
+    on_own_redis,
     produce,
     reading,
     running_worker,
@@ -82,21 +83,20 @@ def healthz(port: int) -> tuple[int, str]:
 
 
 def test_a_worker_stuck_behind_on_redis_shows_its_lag_and_is_unhealthy_until_redis_returns(
-    stack: LocalStack, topic: str, worker_settings: WorkerSettings, tmp_path: Path
+    stack: LocalStack,
+    topic: str,
+    worker_settings: WorkerSettings,
+    own_redis: OwnRedis,
+    tmp_path: Path,
 ) -> None:
-    port = free_port()
-    redis_process = services.redis(tmp_path / "redis", port)
-    settings = worker_settings.model_copy(
-        update={
-            "redis_url": f"redis://127.0.0.1:{port}/0",
-            # A Redis of the test's own: standalone, whatever the session runs on.
-            "redis_cluster": False,
-            "redis_timeout_seconds": 0.5,
-            "worker_retry_max_backoff_seconds": 0.5,
-            "worker_stall_seconds": STALL_SECONDS,
-            "worker_metrics_host": "127.0.0.1",
-            "worker_metrics_port": free_port(),
-        }
+    redis_process = own_redis.server
+    settings = on_own_redis(
+        worker_settings,
+        own_redis,
+        worker_retry_max_backoff_seconds=0.5,
+        worker_stall_seconds=STALL_SECONDS,
+        worker_metrics_host="127.0.0.1",
+        worker_metrics_port=free_port(),
     )
     machines = [unique("m") for _ in range(30)]
     # The backlog piles up while no worker runs.
@@ -124,7 +124,7 @@ def test_a_worker_stuck_behind_on_redis_shows_its_lag_and_is_unhealthy_until_red
             assert failed_redis_calls(worker) >= 1
 
             redis_process.start()
-            client = redis.Redis(port=port, decode_responses=True)
+            client = redis.Redis(port=own_redis.port, decode_responses=True)
             try:
                 wait_until(
                     lambda: all(client.exists(machine_keys(m).latest(m)) for m in machines),

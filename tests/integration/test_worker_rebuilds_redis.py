@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import redis
 
 from consumer_worker.settings import WorkerSettings
-from devstack import services
-from devstack.ports import free_port
 from devstack.stack import LocalStack
 from telemetry_common.layout import partition_keys
 from telemetry_common.partitioning import partition_of
 from tests.helpers import (
     TOPIC_PARTITIONS,
+    OwnRedis,
     built_offsets,
     committed_offsets,
     end_offsets,
     forget_built_offsets,
     machine_keys,
+    on_own_redis,
     produce,
     running_worker,
     unique,
@@ -79,26 +78,21 @@ def test_a_flushed_redis_is_rebuilt_while_the_worker_runs_even_with_no_new_recor
 
 
 def test_redis_replaced_by_an_empty_instance_is_rebuilt_by_the_next_write(
-    stack: LocalStack, topic: str, worker_settings: WorkerSettings, tmp_path: Path
+    stack: LocalStack, topic: str, worker_settings: WorkerSettings, own_redis: OwnRedis
 ) -> None:
-    port = free_port()
-    data_dir = tmp_path / "redis"
-    redis_process = services.redis(data_dir, port)
+    data_dir = own_redis.data_dir
+    redis_process = own_redis.server
     # No periodic check: the next batch's write must notice the empty Redis by itself.
-    settings = worker_settings.model_copy(
-        update={
-            "redis_url": f"redis://127.0.0.1:{port}/0",
-            # A Redis of the test's own: standalone, whatever the session runs on.
-            "redis_cluster": False,
-            "redis_timeout_seconds": 0.5,
-            "worker_retry_max_backoff_seconds": 0.5,
-            "worker_view_check_interval_seconds": 3600,
-        }
+    settings = on_own_redis(
+        worker_settings,
+        own_redis,
+        worker_retry_max_backoff_seconds=0.5,
+        worker_view_check_interval_seconds=3600,
     )
     machines = {unique("m"): n for n in range(1, 13)}
     produce_readings(stack, topic, machines)
     redis_process.start()
-    client = redis.Redis(port=port, decode_responses=True)
+    client = redis.Redis(port=own_redis.port, decode_responses=True)
     try:
         with running_worker(settings):
             wait_until(lambda: everything_stored(client, machines), 30, "every reading")
