@@ -168,6 +168,19 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
     return {tp.partition: tp.offset for tp in committed}
 
 
+def committed_to_the_end(stack: LocalStack, settings: WorkerSettings) -> dict[int, bool]:
+    """For each partition of the settings' topic that holds records: whether the worker's
+    group committed its offset up to the partition's end."""
+    ends = end_offsets(stack.bootstrap_servers, settings.kafka_topic, TOPIC_PARTITIONS)
+    committed = committed_offsets(
+        stack.bootstrap_servers,
+        settings.kafka_consumer_group,
+        settings.kafka_topic,
+        TOPIC_PARTITIONS,
+    )
+    return {p: committed[p] == end for p, end in ends.items() if end > 0}
+
+
 def worker_count(worker: ConsumerWorker, name: str, **labels: str) -> float:
     """A counter of the worker's metrics (e.g. "memtel_worker_readings_written_total"),
     as its registry holds it (0 if it has no such sample yet)."""

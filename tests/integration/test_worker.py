@@ -15,7 +15,7 @@ from tests.helpers import (
     TOPIC_PARTITIONS,
     OwnRedis,
     committed_offsets,
-    end_offsets,
+    committed_to_the_end,
     failed_redis_calls,
     machine_keys,
     on_own_redis,
@@ -44,14 +44,7 @@ def stored_used(client: redis.Redis, machine_id: str) -> int | None:
 
 
 def all_committed(stack: LocalStack, settings: WorkerSettings) -> bool:
-    ends = end_offsets(stack.bootstrap_servers, settings.kafka_topic, TOPIC_PARTITIONS)
-    committed = committed_offsets(
-        stack.bootstrap_servers,
-        settings.kafka_consumer_group,
-        settings.kafka_topic,
-        TOPIC_PARTITIONS,
-    )
-    return all(committed[p] == end for p, end in ends.items() if end > 0)
+    return all(committed_to_the_end(stack, settings).values())
 
 
 def test_records_in_latest_values_out_offsets_committed(

@@ -12,7 +12,7 @@ from telemetry_common.storage import PartitionStep
 from tests.helpers import (
     TOPIC_PARTITIONS,
     built_offsets,
-    committed_offsets,
+    committed_to_the_end,
     consume_all,
     end_offsets,
     offset_commits,
@@ -28,14 +28,7 @@ READINGS_PER_MACHINE = 10
 
 
 def partitions_committed_to_the_end(stack: LocalStack, settings: WorkerSettings) -> set[int]:
-    ends = end_offsets(stack.bootstrap_servers, settings.kafka_topic, TOPIC_PARTITIONS)
-    committed = committed_offsets(
-        stack.bootstrap_servers,
-        settings.kafka_consumer_group,
-        settings.kafka_topic,
-        TOPIC_PARTITIONS,
-    )
-    return {p for p, end in ends.items() if end > 0 and committed[p] == end}
+    return {p for p, done in committed_to_the_end(stack, settings).items() if done}
 
 
 def partitions_with_records(stack: LocalStack, topic: str) -> set[int]:
