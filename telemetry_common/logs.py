@@ -2,7 +2,7 @@
 
 Every line has the time, the level, the logger's name and the message. A line logged
 while the API handles a request also has the request's id (the `X-Request-ID` it
-answers with; see `producer_api.request_ids`), and the `extra=` fields of the call
+answers with; see `producer_api.middleware.request_ids`), and the `extra=` fields of the call
 (`machine_id`, `partition`, `offset`, ...) become fields of their own in JSON.
 """
 

@@ -41,7 +41,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 from pydantic import ValidationError
 
-from producer_api.formats.published import TimedReading
+from producer_api.formats.published import TimedReading, TranslatedRequest
 from telemetry_common.contract import is_valid_machine_id
 from telemetry_common.free_columns import MeminfoFigures, free_columns, kib_of_bytes
 
@@ -59,13 +59,9 @@ _NO_RECORDED_VALUE: Final = 1
 
 
 @dataclass
-class OtlpOutcome:
+class OtlpOutcome(TranslatedRequest):
     """What a request gave: readings, and the data points it accepted, rejected, ignored."""
 
-    readings: list[TimedReading] = field(default_factory=list)
-    accepted: int = 0
-    rejected: int = 0
-    ignored: int = 0
     # Why points were rejected, one line per resource, for partial_success.
     errors: list[str] = field(default_factory=list)
 

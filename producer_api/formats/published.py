@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -33,6 +34,17 @@ class TimedReading(NamedTuple):
     machine_id: str
     reading: MemoryReading
     time_ms: int
+
+
+@dataclass
+class TranslatedRequest:
+    """What a request of an ingest format gave: readings, and how many of its data
+    points (OTLP) or samples (remote-write) were accepted, rejected and ignored."""
+
+    readings: list[TimedReading] = field(default_factory=list)
+    accepted: int = 0
+    rejected: int = 0
+    ignored: int = 0
 
 
 def records_of(

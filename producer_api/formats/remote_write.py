@@ -25,7 +25,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from producer_api.formats.prompb.remote_pb2 import WriteRequest
-from producer_api.formats.published import TimedReading
+from producer_api.formats.published import TimedReading, TranslatedRequest
 from telemetry_common.contract import is_valid_machine_id
 from telemetry_common.free_columns import MeminfoFigures, free_columns, kib_of_bytes
 
@@ -50,13 +50,9 @@ _PORT: Final = re.compile(r":[0-9]{1,5}$")
 
 
 @dataclass
-class RemoteWriteOutcome:
+class RemoteWriteOutcome(TranslatedRequest):
     """What a request gave: readings, and the samples it accepted, rejected, ignored."""
 
-    readings: list[TimedReading] = field(default_factory=list)
-    accepted: int = 0
-    rejected: int = 0
-    ignored: int = 0
     # Why samples were rejected. `invalid`: what the sender can fix (a machine label that
     # is no machine id, an impossible value); incomplete groups are only counted.
     invalid: list[str] = field(default_factory=list)
