@@ -28,7 +28,7 @@ from devstack.settings import DevstackSettings
 from devstack.stack import KafkaMode, LocalStack
 from producer_api.settings import ProducerSettings
 from telemetry_common.redis_client import SyncRedis
-from tests.helpers import TOPIC_PARTITIONS, OwnRedis, stack_settings, unique
+from tests.helpers import TOPIC_PARTITIONS, OwnRedis, api_and_worker, stack_settings, unique
 
 TESTS_ROOT = Path(__file__).parent
 
@@ -133,6 +133,16 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield OwnRedis(server, port, data_dir)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of the API, run with a worker as processes of their own on the test's
+    topic, as they run in production. One consumer group for both: the API waits on the
+    view of the workers' group."""
+    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")}
+    with api_and_worker(stack, tmp_path, env) as (url, _):
+        yield url
 
 
 @pytest.fixture

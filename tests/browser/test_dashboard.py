@@ -43,13 +43,6 @@ def with_available(available: int) -> dict[str, int]:
 
 
 @pytest.fixture
-def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
-    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")}
-    with api_and_worker(stack, tmp_path, env) as (url, _):
-        yield url
-
-
-@pytest.fixture
 def keyed_api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
     env = {
         "KAFKA_TOPIC": topic,

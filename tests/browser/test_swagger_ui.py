@@ -30,7 +30,7 @@ from playwright.sync_api import Error as PlaywrightError
 from devstack import services
 from devstack.ports import free_port
 from devstack.stack import LocalStack
-from tests.helpers import READING, api_and_worker, unique, wait_until
+from tests.helpers import READING, unique, wait_until
 
 # Debian's package, never a browser Playwright downloads: CI machines reach package
 # registries only, and the browser is then one the distribution keeps patched.
@@ -53,14 +53,6 @@ UI_TIMEOUT_MS = 30_000
 
 READINGS_PATH = "/cpu-info/{machine_id}"
 API_KEY = "a-key-typed-into-swagger-ui-0001"
-
-
-@pytest.fixture
-def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
-    """The API and a worker as processes of their own, as they run in production."""
-    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")}
-    with api_and_worker(stack, tmp_path, env) as (url, _):
-        yield url
 
 
 @pytest.fixture

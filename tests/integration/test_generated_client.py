@@ -26,8 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.stack import LocalStack
-from tests.helpers import api_and_worker, reading, unique, wait_until
+from tests.helpers import reading, unique, wait_until
 
 PACKAGE = "memtel_client"
 # The operations the generator writes cleanly, each one exercised below.
@@ -41,14 +40,6 @@ OPERATIONS = {
     "check_liveness": ("GET", "/healthz"),
     "check_readiness": ("GET", "/readyz"),
 }
-
-
-@pytest.fixture
-def api_url(stack: LocalStack, topic: str, tmp_path: Path) -> Iterator[str]:
-    # One consumer group for both: the API waits on the view of the workers' group.
-    env = {"KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": unique("writers")}
-    with api_and_worker(stack, tmp_path, env) as (url, _):
-        yield url
 
 
 @pytest.fixture
