@@ -7,9 +7,10 @@ setting of the API can turn it on.
 
     python -m benchmarks.stub_api --workers N    (settings from the environment)
 
-The app is built by `serve_app`, as the API serves it, with a publisher factory that
-gives the completed publisher: no Kafka producer exists in the process, and the app
-serves requests exactly as it does with Kafka. Every answer carries offset STUB_OFFSET,
+It is served by `producer_api.__main__.serve` and the app is built by `serve_app`, as
+the API is, with a publisher factory that gives the completed publisher: no Kafka
+producer exists in the process, and the app serves requests exactly as it does with
+Kafka. Every answer carries offset STUB_OFFSET,
 which no broker gives, so the harness can check that the stub is what answered.
 """
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import uvicorn
 from fastapi import FastAPI
 
+from producer_api.__main__ import serve
 from producer_api.app import serve_app
 from producer_api.publisher import DeliveryError, DeliveryReport
 from producer_api.settings import ProducerSettings
@@ -61,21 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, required=True, help="serving processes")
     args = parser.parse_args()
-    settings = ProducerSettings()
-    configure_logging(settings.log_level)
-    uvicorn.run(
-        "benchmarks.stub_api:create_stub_app",
-        factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-        # As the API serves: the same keep-alive and, where the API has the setting, the
-        # same access log (the API logged every request before it had one).
-        access_log=bool(getattr(settings, "api_access_log", True)),
-        timeout_keep_alive=settings.api_keep_alive_seconds,
-    )
+    settings = ProducerSettings().model_copy(update={"api_workers": args.workers})
+    configure_logging(settings.log_level, settings.log_format)
+    # Served as `python -m producer_api` serves the API: the same uvicorn settings, and
+    # with several processes the same metrics kept in shared files, whose writes are
+    # part of what every request costs.
+    serve(settings, "benchmarks.stub_api:create_stub_app")
 
 
 if __name__ == "__main__":

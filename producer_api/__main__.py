@@ -29,15 +29,15 @@ from telemetry_common.settings import settings_or_exit
 APP_FACTORY: Final = "producer_api.app:serve_app"
 
 
-def main() -> None:
-    settings = settings_or_exit(ProducerSettings, "producer-api")
-    configure_logging(settings.log_level, settings.log_format)
+def serve(settings: ProducerSettings, app_factory: str = APP_FACTORY) -> None:
+    """Serve the app `app_factory` builds in each worker process, as the API is served
+    (the benchmarks' stub API is served the same way)."""
     workers = settings.worker_count()
     # One process keeps its metrics in memory; several share them through files.
     metrics = shared_metrics_directory() if workers > 1 else contextlib.nullcontext()
     with metrics:
         uvicorn.run(
-            APP_FACTORY,
+            app_factory,
             factory=True,
             workers=workers,
             host=settings.api_host,
@@ -48,6 +48,12 @@ def main() -> None:
             timeout_keep_alive=settings.api_keep_alive_seconds,
             timeout_graceful_shutdown=int(settings.shutdown_flush_timeout_seconds),
         )
+
+
+def main() -> None:
+    settings = settings_or_exit(ProducerSettings, "producer-api")
+    configure_logging(settings.log_level, settings.log_format)
+    serve(settings)
 
 
 if __name__ == "__main__":

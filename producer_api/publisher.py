@@ -6,7 +6,10 @@ records are waiting for the broker (every 100 ms otherwise, for errors and librd
 log lines, and at once when a publish starts after a quiet spell). The callbacks only
 note each report; after each `poll(0)` the reports fill their records' slots in what
 each publish awaits (`_Awaited`: a slot per record and one future for the lot, resolved
-when the last slot is filled), so a batch of records is one future to wake.
+when the last slot is filled), so a batch of records is one future to wake. The same
+loop ends the waits that pass their deadline: publishes wait in the order they started,
+all for the same time, so the first one waiting is the first one due, and no publish
+needs a timer of its own (one per POST was a measurable share of the API's CPU).
 
 A background thread calling `poll()` with a timeout did the same with a wait that
 never blocks the loop, but every report then crossed threads, and the two threads
@@ -24,12 +27,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -50,6 +53,9 @@ _CALLBACK_GRACE_SECONDS = 0.25
 _BUSY_POLL_SECONDS = 0.001
 # ...and while none do: errors and log lines need serving too.
 _IDLE_POLL_SECONDS = 0.1
+# How often the gauges of publishes in flight and queued records are set: each set is a
+# write to a file shared by the server processes.
+_SAMPLE_SECONDS = 0.1
 
 
 class FailureCause(StrEnum):
@@ -113,9 +119,8 @@ class DeliveryError(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True)
-class DeliveryReport:
-    """Where the broker wrote the record."""
+class DeliveryReport(NamedTuple):
+    """Where the broker wrote the record (a tuple: one is made for every record)."""
 
     partition: int
     offset: int
@@ -148,21 +153,26 @@ class _Awaited:
     Lives on the event loop; the delivery callbacks only name the slot to fill.
     """
 
-    __slots__ = ("done", "finished", "missing", "outcomes", "started")
+    __slots__ = ("deadline", "done", "failed", "finished", "missing", "outcomes", "started")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, wait_seconds: float) -> None:
         self.outcomes: list[DeliveryReport | DeliveryError | None] = [None] * count
         self.missing = count
+        self.failed = 0
         self.done: asyncio.Future[None] = loop.create_future()
         # From the first record's produce() to the last record's report (perf_counter).
         self.started = time.perf_counter()
         self.finished: float | None = None
+        # Past it, the records without an answer count as not acknowledged.
+        self.deadline = self.started + wait_seconds
 
     def settle(self, index: int, outcome: DeliveryReport | DeliveryError) -> None:
         if self.done.done():  # answered, or the publish gave up waiting
             return
         self.outcomes[index] = outcome
         self.missing -= 1
+        if isinstance(outcome, DeliveryError):
+            self.failed += 1
         if self.missing == 0:
             self.finished = time.perf_counter()
             self.done.set_result(None)
@@ -173,7 +183,14 @@ class _Awaited:
         for index in range(first + 1, len(self.outcomes)):
             self.settle(index, rest)
 
+    def expire(self) -> None:
+        """Stop waiting: the records without an answer are reported as not acknowledged."""
+        if not self.done.done():
+            self.done.set_result(None)
+
     def results(self) -> list[DeliveryReport | DeliveryError]:
+        if self.missing == 0:
+            return self.outcomes  # type: ignore[return-value]  # every slot is filled
         late = DeliveryError("no acknowledgement from Kafka in time", FailureCause.TIMEOUT)
         return [late if outcome is None else outcome for outcome in self.outcomes]
 
@@ -212,8 +229,11 @@ class KafkaPublisher:
 
     def __init__(self, config: dict[str, Any], metrics: PublishMetrics | None = None) -> None:
         # librdkafka fails a delivery after `message.timeout.ms`: the one setting that
-        # bounds a publish. The wait below only adds a grace period on top of it.
-        self._delivery_timeout_seconds = int(config["message.timeout.ms"]) / 1000
+        # bounds a publish. The wait only adds a grace period on top of it.
+        self._wait_seconds = int(config["message.timeout.ms"]) / 1000 + _CALLBACK_GRACE_SECONDS
+        # The publishes still waiting, in the order they started: that of their deadlines.
+        self._waiting: deque[_Awaited] = deque()
+        self._next_sample = 0.0
         # Without the app's metrics (a publisher of its own in a test), metrics of its own.
         self._metrics = metrics if metrics is not None else PublishMetrics.unregistered()
         self._metrics.expect_causes(FailureCause)
@@ -270,13 +290,18 @@ class KafkaPublisher:
             except Exception:  # a callback raised: log it, keep serving the others
                 logger.exception("serving Kafka delivery reports failed")
             self._settle_noted()
+            now = time.perf_counter()
+            self._expire(now)
             # The producer's length counts records not yet acknowledged and reports not
             # yet served.
             queued = len(self._producer)
             # The gauges, from here rather than from every publish: a gauge's value is a
-            # write to a shared file with several server processes, and this loop runs
-            # at most a thousand times a second (ten when idle), whatever the load.
-            self._metrics.sample(self._in_flight, queued)
+            # write to a shared file with several server processes.
+            if now >= self._next_sample:
+                self._metrics.sample(self._in_flight, queued)
+                self._next_sample = now + _SAMPLE_SECONDS
+            # (A wait whose records are all answered or gone from the producer ends
+            # at its deadline within one idle round: the bound allows for it.)
             if queued:
                 await asyncio.sleep(_BUSY_POLL_SECONDS)
                 continue
@@ -284,6 +309,12 @@ class KafkaPublisher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_IDLE_POLL_SECONDS):
                     await self._records_waiting.wait()
+
+    def _expire(self, now: float) -> None:
+        """Forget the publishes answered, and end the waits past their deadline."""
+        waiting = self._waiting
+        while waiting and (waiting[0].done.done() or waiting[0].deadline <= now):
+            waiting.popleft().expire()
 
     def _note_delivery(
         self, awaited: _Awaited, index: int, err: KafkaError | None, msg: Message
@@ -313,7 +344,7 @@ class KafkaPublisher:
         If one cannot be queued, the ones after it are not produced either: a later
         reading of a machine must not be written while an earlier one was not.
         """
-        awaited = _Awaited(self._loop, len(records))
+        awaited = _Awaited(self._loop, len(records), self._wait_seconds)
         self._records_waiting.set()
         if self._fatal_error is not None:
             unusable = DeliveryError(
@@ -350,6 +381,8 @@ class KafkaPublisher:
             )
             awaited.settle_rest(index, error, not_sent)
             break
+        if not awaited.done.done():
+            self._waiting.append(awaited)
         return awaited
 
     async def _answers(
@@ -357,20 +390,18 @@ class KafkaPublisher:
     ) -> list[DeliveryReport | DeliveryError]:
         self._in_flight += 1
         try:
-            async with asyncio.timeout(self._delivery_timeout_seconds + _CALLBACK_GRACE_SECONDS):
-                await awaited.done
-        except TimeoutError:
-            pass  # the records without an answer are reported as not acknowledged
+            # Answered, or ended at its deadline by the report loop.
+            await awaited.done
         finally:
             self._in_flight -= 1
         outcomes = awaited.results()
-        failed = [outcome for outcome in outcomes if isinstance(outcome, DeliveryError)]
-        if failed:
-            for cause, records in Counter(error.cause for error in failed).items():
-                self._metrics.failed(cause, records)
-            self._log_failure(failed[0])
-        elif awaited.finished is not None:
+        if awaited.failed == 0 and awaited.finished is not None:  # every record acknowledged
             self._metrics.acknowledged(kind, awaited.finished - awaited.started)
+            return outcomes
+        failed = [outcome for outcome in outcomes if isinstance(outcome, DeliveryError)]
+        for cause, records in Counter(error.cause for error in failed).items():
+            self._metrics.failed(cause, records)
+        self._log_failure(failed[0])
         return outcomes
 
     def _log_failure(self, error: DeliveryError) -> None:
@@ -428,6 +459,7 @@ class KafkaPublisher:
             await self._server
         remaining = await asyncio.to_thread(self._producer.flush, flush_timeout_seconds)
         self._settle_noted()  # the reports flush() served
+        self._expire(math.inf)  # no loop serves reports any more: stop every wait
         if remaining:
             logger.error("%d record(s) were not delivered before shutdown", remaining)
         logger.info(

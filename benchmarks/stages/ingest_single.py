@@ -1,7 +1,9 @@
 """ingest_single: `POST /cpu-info/{machine_id}` under wrk, beside the same app whose
 publish is already complete (the stub), same processes, same load.
 
-rps / ceiling_rps is what waiting for Kafka's acknowledgement costs. The worker does
+rps / ceiling_rps is what waiting for Kafka's acknowledgement costs in throughput, and
+the API's CPU per answered request beside the stub's (all its processes and threads,
+librdkafka's included) what publishing costs the API in CPU. The worker does
 not run during this stage: nothing else competes for the cores. Both servers run side
 by side and are measured in alternating short rounds, so that a change in the shared
 machine's load weighs on both alike.
@@ -68,6 +70,13 @@ class Rounds:
     def errors(self) -> int:
         return sum(run.report.non_2xx + run.report.socket_errors for run in self.runs)
 
+    @property
+    def cpu_us_per_request(self) -> float:
+        """The servers' CPU time per 2xx answer, in microseconds."""
+        cpu_seconds = sum(run.server_cpu_share * run.report.seconds for run in self.runs)
+        answered = sum(run.report.requests - run.report.non_2xx for run in self.runs)
+        return 1e6 * cpu_seconds / answered if answered else 0.0
+
     def mean(self, figure: str) -> float:
         return statistics.fmean(float(getattr(run, figure)) for run in self.runs)
 
@@ -80,13 +89,15 @@ class Rounds:
             f"{prefix}socket_errors": sum(run.report.socket_errors for run in self.runs),
             f"{prefix}loadgen_cpu_share": round(self.mean("loadgen_cpu_share"), 3),
             f"{prefix}api_cpu_share": round(self.mean("server_cpu_share"), 3),
+            f"{prefix}api_cpu_us_per_request": round(self.cpu_us_per_request, 1),
             f"{prefix}rounds_rps": [round(run.report.ok_rps, 1) for run in self.runs],
         }
 
     def describe(self) -> str:
         text = (
             f"{per_second(self.rps)} (p50 {milliseconds(self.latency_ms(50))}, "
-            f"p99 {milliseconds(self.latency_ms(99))})"
+            f"p99 {milliseconds(self.latency_ms(99))}; "
+            f"API CPU/request {self.cpu_us_per_request:,.0f} µs)"
         )
         return f"{text}, {self.errors:,} errors" if self.errors else text
 
@@ -118,6 +129,10 @@ def run(ctx: StageContext) -> StageOutput:
                     **measured.figures(),
                     **ceiling.figures("ceiling_"),
                     "ratio": to_ceiling,
+                    # What publishing multiplies the API's own CPU per request by.
+                    "cpu_per_request_to_stub": ratio(
+                        measured.cpu_us_per_request, ceiling.cpu_us_per_request
+                    ),
                 }
                 rows.append(
                     Row(
