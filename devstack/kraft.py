@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack.faults import kill, pause, resume
 from devstack.processes import JVM_EXIT_ON_SIGTERM, ManagedProcess
-from devstack.services import HOST, port_open
+from devstack.services import HOST, JavaLogging, java_command, port_open
 
 HEAP = "512m"
 START_TIMEOUT_SECONDS = 120.0
@@ -58,6 +58,7 @@ logger.request.level = WARN
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
+_LOG4J2 = JavaLogging("log4j2.properties", _LOG4J2_PROPERTIES, "-Dlog4j2.configurationFile={}")
 
 
 def new_cluster_id() -> str:
@@ -67,24 +68,6 @@ def new_cluster_id() -> str:
         # Kafka refuses ids that start with "-" (they read as command-line options).
         if not text.startswith("-"):
             return text
-
-
-def java_command(libs: Path, work_dir: Path, heap: str, main_class: str, *args: str) -> list[str]:
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log4j = work_dir / "log4j2.properties"
-    log4j.write_text(_LOG4J2_PROPERTIES)
-    return [
-        "java",
-        f"-Xms{heap}",
-        f"-Xmx{heap}",
-        "-XX:+UseG1GC",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}",
-        "-cp",
-        f"{libs}/*",
-        main_class,
-        *args,
-    ]
 
 
 @dataclass(frozen=True)
@@ -211,7 +194,9 @@ class LocalKraftCluster:
         node_dir.mkdir(parents=True, exist_ok=True)
         properties = node_dir / "server.properties"
         properties.write_text(kraft_server_properties(address, voters, node_dir / "data"))
-        command = java_command(self.libs, node_dir, HEAP, "kafka.Kafka", str(properties))
+        command = java_command(
+            self.libs, node_dir, HEAP, "kafka.Kafka", str(properties), logging=_LOG4J2
+        )
 
         def ready() -> bool:
             return port_open(address.port) and address.node_id in live_brokers(address.bootstrap)
@@ -241,6 +226,7 @@ class LocalKraftCluster:
             "--cluster-id", self.cluster_id,
             "--config", str(properties),
             "--ignore-formatted",
+            logging=_LOG4J2,
         )  # fmt: skip
         result = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=FORMAT_TIMEOUT_SECONDS

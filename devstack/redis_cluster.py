@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 
 from devstack.processes import ManagedProcess
-from devstack.services import HOST, REDIS_MEMORY_ARGS, port_open
+from devstack.services import HOST, port_open, redis_server_command
 
 logger = logging.getLogger(__name__)
 
@@ -139,16 +139,9 @@ def slot_ranges(slots: Sequence[int]) -> list[tuple[int, int]]:
 def node_process(work_dir: Path, name: str, port: int, password: str | None) -> ManagedProcess:
     """A cluster node: append-only persistence as the standalone Redis, its cluster
     state in nodes.conf beside its data."""
-    server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    command = [
-        server,
-        "--port", str(port),
-        "--bind", HOST,
-        "--dir", str(work_dir),
-        "--appendonly", "yes",
-        "--save", "",
-        "--daemonize", "no",
-        "--logfile", "",
+    command = redis_server_command(
+        work_dir,
+        port,
         "--cluster-enabled", "yes",
         "--cluster-config-file", "nodes.conf",
         "--cluster-port", str(port + BUS_PORT_OFFSET),
@@ -156,8 +149,7 @@ def node_process(work_dir: Path, name: str, port: int, password: str | None) -> 
         # A replica's first full sync starts at once, not after Redis 7's default 5 s
         # wait for more replicas to share it: a new node is in sync in well under 1 s.
         "--repl-diskless-sync-delay", "0",
-        *REDIS_MEMORY_ARGS,
-    ]  # fmt: skip
+    )  # fmt: skip
     if password:
         # A replica logs in to its master with the same password.
         command += ["--requirepass", password, "--masterauth", password]

@@ -51,16 +51,39 @@ def port_open(port: int, host: str = HOST) -> bool:
         return False
 
 
-def _java_command(libs: Path, work_dir: Path, heap: str, main_class: str, *args: str) -> list[str]:
-    log4j = work_dir / "log4j.properties"
-    log4j.write_text(_LOG4J_PROPERTIES)
+@dataclass(frozen=True)
+class JavaLogging:
+    """How a JVM of the stack is told where its logging configuration is."""
+
+    file_name: str
+    properties: str
+    # The system property naming the file, `{}` standing for its path.
+    flag: str
+
+
+# Kafka 3.9 and ZooKeeper log through Log4j 1 (reload4j).
+LOG4J = JavaLogging("log4j.properties", _LOG4J_PROPERTIES, "-Dlog4j.configuration=file:{}")
+
+
+def java_command(
+    libs: Path,
+    work_dir: Path,
+    heap: str,
+    main_class: str,
+    *args: str,
+    logging: JavaLogging = LOG4J,
+) -> list[str]:
+    """A JVM running `main_class` from the jars in `libs`, its logging to stdout."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config = work_dir / logging.file_name
+    config.write_text(logging.properties)
     return [
         "java",
         f"-Xms{heap}",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{log4j}",
+        logging.flag.format(config),
         "-cp",
         f"{libs}/*",
         main_class,
@@ -72,7 +95,7 @@ def zookeeper(libs: Path, work_dir: Path, port: int) -> ManagedProcess:
     work_dir.mkdir(parents=True, exist_ok=True)
     data_dir = work_dir / "data"
     data_dir.mkdir(exist_ok=True)
-    command = _java_command(
+    command = java_command(
         libs,
         work_dir,
         "256m",
@@ -194,7 +217,7 @@ def kafka(
     ports = [port] if sasl_ssl is None else [port, sasl_ssl.port]
     return ManagedProcess(
         name,
-        _java_command(libs, work_dir, "512m", "kafka.Kafka", str(properties)),
+        java_command(libs, work_dir, "512m", "kafka.Kafka", str(properties)),
         log_path=work_dir / "kafka.log",
         ready=lambda: all(map(port_open, ports)) and broker_answers(bootstrap),
         already_running=lambda: port_open(port),
@@ -216,7 +239,7 @@ def add_scram_user(
     Brokers read the credentials from ZooKeeper, whether they run already or not.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = _java_command(
+    command = java_command(
         libs,
         work_dir,
         "128m",
@@ -301,6 +324,24 @@ class RedisTls:
     client_certificates_required: bool = False
 
 
+def redis_server_command(work_dir: Path, port: int, *options: str) -> list[str]:
+    """redis-server in the foreground on HOST, logging to stdout, persisting append-only
+    in `work_dir` (no snapshots) with the stack's memory limit, plus `options`."""
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return [
+        server,
+        "--port", str(port),
+        "--bind", HOST,
+        "--dir", str(work_dir),
+        "--appendonly", "yes",
+        "--save", "",
+        "--daemonize", "no",
+        "--logfile", "",
+        *REDIS_MEMORY_ARGS,
+        *options,
+    ]  # fmt: skip
+
+
 def redis(
     work_dir: Path,
     port: int,
@@ -311,19 +352,9 @@ def redis(
 ) -> ManagedProcess:
     """A Redis server. With `users`, the default user is disabled and only they log in;
     with `tls`, `port` serves TLS and nothing listens in plain text."""
-    server = shutil.which("redis-server") or "/usr/bin/redis-server"
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        server,
-        "--port", str(port) if tls is None else "0",
-        "--bind", HOST,
-        "--dir", str(work_dir),
-        "--appendonly", "yes",
-        "--save", "",
-        "--daemonize", "no",
-        "--logfile", "",
-        *REDIS_MEMORY_ARGS,
-    ]  # fmt: skip
+    # With TLS, `port` is the TLS port and nothing listens in plain text (port 0).
+    command = redis_server_command(work_dir, port if tls is None else 0)
     if password:
         command += ["--requirepass", password]
     if users:
