@@ -158,9 +158,13 @@ def test_a_kafka_outage_under_load_is_logged_once_and_counted(tmp_path: Path) ->
         assert len(back) == processes, (process.name, logged)
         started = [line for line in logged if "(Kafka unreachable; " in line]
         assert len(started) == processes, (process.name, logged)
-    # The errors not logged were counted: more than were logged.
+    # Every client error is counted, the first ones that were logged included. The API's
+    # producers, publishing all along, met many more than they logged; the worker, whose
+    # reconnect attempts back off, met a few (its other lines are other changes of
+    # state: the group session lost, its partitions revoked).
     assert api_errors - api_errors_before > len(lines[api.name]), figures
-    assert worker_errors > len(lines[worker.name]), figures
+    worker_error_lines = [line for line in lines[worker.name] if "Kafka client error" in line]
+    assert worker_errors >= len(worker_error_lines) >= 1, figures
     # Under load some POSTs failed while Kafka was away (answered 503), and each failure
     # is in the API's publish failures rather than in a line of its own.
     assert 503 in ledger.statuses, figures
