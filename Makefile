@@ -8,7 +8,7 @@ BOOTSTRAP := bash scripts/bootstrap.sh
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap venv lock up up-cluster down status test test-kafka4 test-unit test-integration test-e2e test-browser test-faults test-cluster test-compose test-integration-containers test-stock bench bench-quick docs-figures lint format typecheck check clean
+.PHONY: help bootstrap venv lock up up-cluster down status test test-kafka4 test-unit test-integration test-e2e test-browser test-faults test-cluster test-cluster-kraft test-compose test-integration-containers test-stock bench bench-quick docs-figures lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ status: ## show what `make up` or `make up-cluster` runs
 test: ## run every test against real Kafka and Redis, then the container tiers
 	@$(BOOTSTRAP) all
 	$(PYTHON) -m pytest -m "not compose and not stock"
-	@$(MAKE) --no-print-directory test-cluster test-kafka4 test-compose test-integration-containers test-stock bench-quick
+	@$(MAKE) --no-print-directory test-cluster-kraft test-compose test-integration-containers test-stock bench-quick
 
 test-unit: ## pure-logic tests only (no services)
 	@$(BOOTSTRAP) python
@@ -68,6 +68,10 @@ test-faults: ## faults injected into real processes, and fuzzing of the HTTP API
 test-cluster: ## the integration and end-to-end tiers on a 3-master Redis Cluster
 	@$(BOOTSTRAP) stack
 	MEMTEL_TEST_REDIS=cluster $(PYTHON) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+test-cluster-kraft: ## the integration and end-to-end tiers on production's shape: Kafka 4.x (KRaft) and a 3-master Redis Cluster
+	@$(BOOTSTRAP) stack
+	MEMTEL_TEST_REDIS=cluster MEMTEL_TEST_KAFKA=kraft $(PYTHON) -m pytest -m "integration or e2e" $(PYTEST_ARGS)
 
 test-kafka4: ## the integration tier on a Kafka 4.x KRaft broker instead of ZooKeeper and Kafka 3.9
 	@$(BOOTSTRAP) stack
