@@ -95,7 +95,7 @@ class PublishMetrics:
             self.failures.labels(cause)
 
     def sample(self, publishes_in_flight: int, queued_records: int) -> None:
-        """Set the gauges, where they changed (the publisher calls this every few ms)."""
+        """Set the gauges, where they changed (the publisher calls this ten times a second)."""
         in_flight, queued = self._sampled
         if publishes_in_flight != in_flight:
             self.publishes_in_flight.set(publishes_in_flight)

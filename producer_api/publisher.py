@@ -277,29 +277,14 @@ class KafkaPublisher:
     async def _serve_reports(self) -> None:
         while True:
             try:
-                self._producer.poll(0)
-            except KafkaException as exc:
-                # confluent-kafka raises a fatal error from poll() instead of handing it
-                # to error_cb (seen with 2.16): without this the producer would be
-                # broken for good while /healthz still answered 200.
-                err: KafkaError = exc.args[0]
-                if err.fatal():
-                    self._on_client_error(err)
-                else:
-                    logger.exception("serving Kafka delivery reports failed")
-            except Exception:  # a callback raised: log it, keep serving the others
+                queued = self._serve_once()
+            except Exception:
+                # Whatever failed (a metrics write, ...), the loop goes on: it alone ends
+                # the waits past their deadline. Retried after an idle round, so that a
+                # failure that repeats logs ten lines a second, not a thousand.
                 logger.exception("serving Kafka delivery reports failed")
-            self._settle_noted()
-            now = time.perf_counter()
-            self._expire(now)
-            # The producer's length counts records not yet acknowledged and reports not
-            # yet served.
-            queued = len(self._producer)
-            # The gauges, from here rather than from every publish: a gauge's value is a
-            # write to a shared file with several server processes.
-            if now >= self._next_sample:
-                self._metrics.sample(self._in_flight, queued)
-                self._next_sample = now + _SAMPLE_SECONDS
+                await asyncio.sleep(_IDLE_POLL_SECONDS)
+                continue
             # (A wait whose records are all answered or gone from the producer ends
             # at its deadline within one idle round: the bound allows for it.)
             if queued:
@@ -309,6 +294,35 @@ class KafkaPublisher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_IDLE_POLL_SECONDS):
                     await self._records_waiting.wait()
+
+    def _serve_once(self) -> int:
+        """Serve the reports due, settle them, end the waits past their deadline; return
+        how many records the producer still holds."""
+        try:
+            self._producer.poll(0)
+        except KafkaException as exc:
+            # confluent-kafka raises a fatal error from poll() instead of handing it
+            # to error_cb (seen with 2.16): without this the producer would be
+            # broken for good while /healthz still answered 200.
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                self._on_client_error(err)
+            else:
+                logger.exception("serving Kafka delivery reports failed")
+        except Exception:  # a callback raised: log it, keep serving the others
+            logger.exception("serving Kafka delivery reports failed")
+        self._settle_noted()
+        now = time.perf_counter()
+        self._expire(now)
+        # The producer's length counts records not yet acknowledged and reports not
+        # yet served.
+        queued = len(self._producer)
+        # The gauges, from here rather than from every publish: a gauge's value is a
+        # write to a shared file with several server processes.
+        if now >= self._next_sample:
+            self._next_sample = now + _SAMPLE_SECONDS
+            self._metrics.sample(self._in_flight, queued)
+        return queued
 
     def _expire(self, now: float) -> None:
         """Forget the publishes answered, and end the waits past their deadline."""
@@ -395,6 +409,9 @@ class KafkaPublisher:
         finally:
             self._in_flight -= 1
         outcomes = awaited.results()
+        # The wait may stay queued behind an older one until that one's deadline: keep
+        # no reports there.
+        awaited.outcomes = []
         if awaited.failed == 0 and awaited.finished is not None:  # every record acknowledged
             self._metrics.acknowledged(kind, awaited.finished - awaited.started)
             return outcomes
@@ -433,6 +450,8 @@ class KafkaPublisher:
         Records are produced in order, so records of one key keep their order in the
         topic.
         """
+        if not records:
+            return []
         return await self._answers(self._produce_all(topic, records), "batch")
 
     async def topic_available(self, topic: str, timeout_seconds: float) -> bool:

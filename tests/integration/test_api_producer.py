@@ -13,9 +13,12 @@ from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
 
 import producer_api.publisher
+from producer_api.metrics import PublishMetrics
 from producer_api.settings import ProducerSettings
+from telemetry_common.contract import MemoryReading, encode_record, utc_now
 from tests.helpers import api_client, reading, unique, wait_until_async
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +109,30 @@ async def test_healthz_answers_503_once_the_producer_hit_a_fatal_error(
     assert live.json() == {"status": "producer failed"}
     assert posted.status_code == 503
     assert "unusable" in posted.json()["detail"]
+
+
+class UnwritableGauges(PublishMetrics):
+    """Metrics whose gauges cannot be written, as with a full metrics directory."""
+
+    def sample(self, publishes_in_flight: int, queued_records: int) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_publishes_are_answered_when_the_report_loop_meets_an_error(
+    producer_settings: ProducerSettings,
+) -> None:
+    # The report loop is what settles every publish and ends the waits past their
+    # deadline: an error in it (here, every write of the gauges) must not stop it.
+    metrics = UnwritableGauges(CollectorRegistry())
+    publisher = producer_api.publisher.KafkaPublisher(producer_settings.producer_config(), metrics)
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(3):
+                report = await publisher.publish(
+                    producer_settings.kafka_topic,
+                    encode_record(unique("m"), MemoryReading(**reading()), utc_now()),
+                )
+                assert report.offset >= 0
+            assert await publisher.publish_all(producer_settings.kafka_topic, []) == []
+    finally:
+        await publisher.close(5)
